@@ -1,0 +1,1 @@
+"""The ``simmim-deploy`` command line (Typer). One file per command; heavy imports inside them."""

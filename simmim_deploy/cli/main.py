@@ -1,0 +1,72 @@
+"""Entry point of the ``simmim-deploy`` command line.
+
+Each command lives in its own module and imports torch/onnx/... only inside its function, so
+``simmim-deploy --help`` is instant. Errors a user can cause are :class:`UserError`: printed as one
+line and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from simmim_deploy.cli import (
+    benchmark_cmd,
+    build_cmd,
+    checks_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    export_cmd,
+    predict_cmd,
+    serve_cmd,
+    train_classify_cmd,
+    train_detect_cmd,
+    train_pretrain_cmd,
+    triton_cmd,
+    verify_cmd,
+)
+from simmim_deploy.core.errors import UserError
+
+app = typer.Typer(
+    name="simmim-deploy",
+    help="SimMIM pre-training, fine-tuning, export and serving for timm ViT/Swin encoders.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+train_app = typer.Typer(
+    help="Train: SimMIM pre-training, then classification or detection fine-tuning.",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+train_app.command("pretrain")(train_pretrain_cmd.pretrain)
+train_app.command("classify")(train_classify_cmd.classify)
+train_app.command("detect")(train_detect_cmd.detect)
+app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("export")(export_cmd.export)
+app.command("build")(build_cmd.build)
+app.command("verify")(verify_cmd.verify)
+app.command("triton")(triton_cmd.triton)
+app.command("predict")(predict_cmd.predict)
+app.command("serve")(serve_cmd.serve)
+app.command("benchmark")(benchmark_cmd.benchmark)
+app.command("demo")(demo_cmd.demo)
+app.command("checks")(checks_cmd.checks)
+
+
+def main() -> None:
+    """Run the CLI; turn user errors into one line on stderr and exit code 2."""
+    try:
+        app()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""`simmim-deploy triton` (placeholder: being written)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def triton() -> None:
+    """Not implemented yet."""
+    typer.echo("not implemented yet")
+    raise typer.Exit(1)

@@ -1,0 +1,142 @@
+"""Frozen config dataclasses filled from YAML recipes and command-line overrides.
+
+One dataclass per command. YAML only fills the dataclass: unknown keys are an error with a
+close-match suggestion, values are type-checked, and every run writes its resolved config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from simmim_deploy.core.atomic import atomic_write_text
+from simmim_deploy.core.errors import UserError
+
+C = TypeVar("C")
+
+
+def suggest(name: str, choices: typing.Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check/convert one YAML value to the field's annotated type (int->float, list->tuple)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except UserError as exc:
+                errors.append(str(exc))
+        raise UserError(errors[0] if errors else f"config key '{key}': bad value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise UserError(f"config key '{key}' must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"config key '{key}' must be a list, got {value!r}")
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, key) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"config key '{key}' must be a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"config key '{key}' must be an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"config key '{key}' must be true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, (str, Path)):
+            raise UserError(f"config key '{key}' must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def build_config(cls: type[C], values: dict[str, Any]) -> C:
+    """Build the frozen dataclass ``cls`` from a flat mapping, refusing unknown keys.
+
+    Raises:
+        UserError: unknown key (with a close-match suggestion) or a value of the wrong type.
+    """
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise UserError(f"unknown config key '{key}'{suggest(key, names)}")
+        kwargs[key] = _coerce(value, hints[key], key)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise UserError(f"bad config: {exc}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing or malformed file is a one-line :class:`UserError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"config file {p} is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {p} must hold a mapping of keys to values")
+    return data
+
+
+def load_config(
+    cls: type[C], path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> C:
+    """Recipe (YAML) first, then explicit overrides (``None`` values mean "not given")."""
+    values: dict[str, Any] = read_yaml(path) if path else {}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build_config(cls, values)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain-Python view of a config dataclass (tuples become lists, paths strings)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))

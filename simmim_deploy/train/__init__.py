@@ -1,0 +1,1 @@
+"""simmim_deploy.train."""

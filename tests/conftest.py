@@ -1,0 +1,38 @@
+"""Shared fixtures. The suite is CPU-only by default; ``gpu`` tests skip with their reason."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Keep the 2-core CI machine responsive and results repeatable.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def _cuda_reason() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return "torch is not installed"
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU (none found)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = _cuda_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"gpu marker: {reason}")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def spaced_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """A temporary directory whose path contains spaces (users' paths do)."""
+    path = tmp_path_factory.mktemp("with space") / "my data dir"
+    path.mkdir()
+    return path
