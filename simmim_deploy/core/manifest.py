@@ -84,7 +84,9 @@ def read_manifest(bundle: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / MANIFEST_NAME
     if not path.is_file():
-        raise UserError(f"no {MANIFEST_NAME} at {path}; is this a bundle made by simmim-deploy export?")
+        raise UserError(
+            f"no {MANIFEST_NAME} at {path}; is this a bundle made by simmim-deploy export?"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
