@@ -16,7 +16,7 @@ Schema (``format_version`` 1)::
           "mode": "resize_center_crop" | "letterbox",
           "resize": 256,              # resize_center_crop: shorter side -> this many pixels
           "crop": 224,                # resize_center_crop: centre crop size
-          "size": 224,                # letterbox: longer side -> size, pad bottom/right to size x size
+          "size": 224,                # letterbox: longer side -> size, pad bottom/right
           "interpolation": "bicubic" | "bilinear",
           "scale": 0.00392156862745098,   # 1/255, applied before mean/std
           "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],

@@ -13,8 +13,8 @@ A fine-tuned checkpoint (``best.pt`` / ``last.pt``, written by ``simmim_deploy.t
         "class_names": ["0", "1", ...],
         "mean": [...], "std": [...],             # from the encoder's timm data config
         "interpolation": "bicubic",
-        "crop_pct": 0.875,                        # classification eval: resize img/crop_pct, crop img
-        "model_kwargs": {...},                    # extra timm.create_model kwargs (window_size, ...)
+        "crop_pct": 0.875,                 # eval: resize img/crop_pct, centre-crop img
+        "model_kwargs": {...},             # extra timm.create_model kwargs
         "head": {...},                            # task-specific architecture facts (plain values)
         "pruned_arch": {...} | None,              # set by export --prune: per-layer kept dims
       },
