@@ -1,11 +1,48 @@
-"""`simmim-deploy checks` (placeholder: being written)."""
+"""``simmim-deploy checks``: versions and accelerators, to paste into a bug report."""
 
 from __future__ import annotations
+
+import json
 
 import typer
 
 
-def checks() -> None:
-    """Not implemented yet."""
-    typer.echo("not implemented yet")
-    raise typer.Exit(1)
+def checks(
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Report versions of torch, timm, onnx, onnxruntime (and its providers), TensorRT and CUDA.
+
+    Example: simmim-deploy checks
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from simmim_deploy.core.environment import environment_report
+
+    report = environment_report()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title="simmim-deploy checks", show_header=True)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("python", f"{report['python']} on {report['platform']}")
+    table.add_row("cpu cores", str(report["cpu_count"]))
+    for name, version in report["packages"].items():
+        table.add_row(name, version or "[dim]not installed[/dim]")
+    ort = report["onnxruntime"]
+    if ort.get("installed"):
+        table.add_row("onnxruntime providers", ", ".join(ort["providers"]))
+    trt = report["tensorrt"]
+    table.add_row("tensorrt (real library)", trt["version"] if trt["installed"] else "not found")
+    torch_info = report.get("torch", {})
+    if torch_info.get("installed"):
+        table.add_row("torch CUDA build", str(torch_info["cuda_build"]))
+        table.add_row("CUDA available", str(torch_info["cuda_available"]))
+        for gpu in torch_info["gpus"]:
+            table.add_row(
+                f"gpu {gpu['index']}",
+                f"{gpu['name']} (sm {gpu['compute_capability']}, {gpu['memory_gib']} GiB)",
+            )
+        table.add_row("torch threads", str(torch_info["threads"]))
+    Console().print(table)
