@@ -1,11 +1,68 @@
-"""`simmim-deploy predict` (placeholder: being written)."""
+"""`simmim-deploy predict`: batched prediction on files, folders, globs or path lists."""
 
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 import typer
 
 
-def predict() -> None:
-    """Not implemented yet."""
-    typer.echo("not implemented yet")
-    raise typer.Exit(1)
+def predict(
+    bundle: Path = typer.Argument(
+        ..., help="Bundle directory (from export), or a checkpoint with --backend torch."
+    ),
+    sources: list[str] = typer.Argument(
+        ..., help="Images, folders (recursive), globs or .txt lists of paths."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Images per inference call."),
+    backend: str = typer.Option(
+        "auto", help="auto, ort, ort-cpu, ort-cuda, ort-trt, trt, torch, or a model file."
+    ),
+    precision: str | None = typer.Option(None, help="Bundle artefact: fp32, fp16, int8..."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="JSON lines file (default: print to stdout)."
+    ),
+    save_vis: Path | None = typer.Option(None, help="Folder for images with labels/boxes drawn."),
+    top_k: int = typer.Option(5, help="Classes per image (classification)."),
+    conf: float = typer.Option(0.25, help="Minimum box score (detection)."),
+    workers: int = typer.Option(0, help="Decoding threads (0: one per spare core)."),
+    threads: int | None = typer.Option(None, help="Inference threads (ONNX Runtime intra-op)."),
+) -> None:
+    """Predict every image; one JSON line per image, errors included, and a summary.
+
+    Example: simmim-deploy predict runs/bundle photos/ 'more/*.jpg' -b 16 --out results.jsonl
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from simmim_deploy.serve.predict import PredictConfig, run_predict
+
+    cfg = PredictConfig(
+        str(bundle), tuple(sources), batch_size, backend, precision, top_k, conf,
+        None if out is None else str(out), None if save_vis is None else str(save_vis),
+        workers, threads,
+    )  # fmt: skip
+    runner, manifest = None, None
+    if backend == "torch" or bundle.suffix in (".pt", ".pth", ".safetensors", ".ckpt"):
+        from simmim_deploy.cli.torch_backend import open_torch_backend
+
+        runner, manifest = open_torch_backend(bundle, threads)
+    err = Console(stderr=True)
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("predict", total=None)
+        summary = run_predict(
+            cfg, lambda done, total: bar.update(task, completed=done, total=total), runner, manifest
+        )
+    if out is None:
+        for record in summary.pop("results"):
+            sys.stdout.write(json.dumps(record) + "\n")
+    used = summary["runtime"]["backend"]
+    where = used.get("providers_used", [used.get("device", "")])[0]
+    err.print(
+        f"{summary['images']} images ({summary['errors']} errors) in {summary['seconds']:.2f} s: "
+        f"{summary['images_per_s']} images/s on {used['backend']} {used.get('precision', '')} "
+        f"[{where}]" + (f"; results in {out}" if out else "")
+    )

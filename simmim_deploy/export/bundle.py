@@ -1,0 +1,155 @@
+"""``export_bundle``: checkpoint -> verified deployment bundle, written atomically.
+
+Steps: load the checkpoint; optionally prune (+ distil); export FP32 ONNX; derive each requested
+precision with its converter; run the verification gate after every conversion; write the
+manifest, ``report/parity.json`` and the resolved ``config.yaml``; optionally a Triton
+repository. Everything is built inside :func:`~simmim_deploy.core.atomic.atomic_directory`, so
+an export that fails or is interrupted leaves no directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from simmim_deploy.core.atomic import atomic_directory, atomic_path, atomic_write_text
+from simmim_deploy.core.config import save_config
+from simmim_deploy.core.errors import UserError
+from simmim_deploy.core.manifest import write_manifest
+from simmim_deploy.export import facts as F
+from simmim_deploy.export.config import ExportConfig
+from simmim_deploy.export.converters import CONVERTERS, FILENAMES, ConvertContext
+from simmim_deploy.export.inputs import ImageSet, batch_sha256, load_image_set, preprocess
+from simmim_deploy.export.onnx_export import export_onnx, ort_session, set_metadata
+from simmim_deploy.export.torch_runner import TorchRunner, load_model, output_names
+from simmim_deploy.export.verify import ort_runner, raise_if_failed, run_batched, verify_outputs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VERIFY_DATA = "builtin:photos"  # real photographs shipped with scikit-image
+PARITY_FILE = "report/parity.json"
+PRUNED_CHECKPOINT = "pruned.pt"
+
+
+def _images(source: str, split: str, limit: int, meta: dict[str, Any]) -> tuple[ImageSet, np.ndarray]:
+    data = load_image_set(source, split, limit)  # type: ignore[arg-type]
+    if not data.images:
+        raise UserError(f"no usable images in {source}")
+    return data, preprocess(data.images, meta)
+
+
+def _labels_for(data: ImageSet, meta: dict[str, Any]) -> np.ndarray | None:
+    """Labels usable for the task metric: classification, with the checkpoint's class names."""
+    if meta["task"] != "classification" or data.labels is None:
+        return None
+    if [str(c) for c in data.class_names or []] != [str(c) for c in meta.get("class_names", [])]:
+        log.warning("eval data classes differ from the checkpoint's: no accuracy reported")
+        return None
+    return data.labels
+
+
+def _prune(model: torch.nn.Module, meta: dict, cfg: ExportConfig, calib: np.ndarray | None,
+           verify_x: np.ndarray, out: Path) -> dict[str, Any]:
+    from simmim_deploy.export.prune import distill, prune_model
+
+    teacher = copy.deepcopy(model) if cfg.recover_epochs else None
+    images = calib if calib is not None else verify_x
+    arch = prune_model(model, int(meta["img_size"]), cfg.prune, cfg.prune_blocks, images)
+    losses = []
+    if teacher is not None:
+        losses = distill(model, teacher, images, cfg.recover_epochs, task=meta["task"])
+    meta["pruned_arch"] = arch
+    with atomic_path(out / PRUNED_CHECKPOINT) as tmp:
+        torch.save({"model": model.state_dict(), "meta": meta}, tmp)
+    return {"ratio": cfg.prune, "blocks_dropped": arch["dropped"], "recover_epochs":
+            cfg.recover_epochs, "distill_losses": losses, "checkpoint": PRUNED_CHECKPOINT}
+
+
+def _stamp(path: Path, metadata: dict[str, Any]) -> None:
+    proto = onnx.load(str(path))
+    set_metadata(proto, metadata)
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+
+
+def export_bundle(config: ExportConfig) -> Path:
+    """Turn a fine-tuned checkpoint into a verified bundle at ``config.out``.
+
+    Returns:
+        The bundle directory.
+
+    Raises:
+        UserError: bad inputs; :class:`~simmim_deploy.export.verify.VerificationError` when an
+            artefact misses its parity budget (then no bundle is written).
+    """
+    model, meta = load_model(config.checkpoint)
+    size = int(meta["img_size"])
+    calib = None
+    calib_info: dict[str, Any] | None = None
+    if config.calib_data:
+        cdata, calib = _images(config.calib_data, "train", config.calib_images, meta)
+        calib_info = {"source": cdata.description, "sha256": batch_sha256(calib),
+                      "num_images": len(calib), "method": config.calib_method,
+                      "scope": config.int8_scope, "skipped": cdata.skipped}
+    vsource = config.eval_data or config.calib_data or DEFAULT_VERIFY_DATA
+    vdata, verify_x = _images(vsource, "val", config.verify_images, meta)
+    labels = _labels_for(vdata, meta)
+    try:
+        with atomic_directory(config.out, overwrite=config.overwrite) as tmp:
+            _build(tmp, model, meta, config, calib, calib_info, verify_x, labels, vdata)
+    except FileExistsError:
+        raise UserError(f"{config.out} already exists: choose another --out or pass --overwrite") from None
+    log.info("bundle written to %s", config.out)
+    return Path(config.out)
+
+
+def _build(out: Path, model: torch.nn.Module, meta: dict, cfg: ExportConfig,
+           calib: np.ndarray | None, calib_info: dict | None, verify_x: np.ndarray,
+           labels: np.ndarray | None, vdata: ImageSet) -> None:
+    facts = F.model_facts(meta, cfg.checkpoint, cfg.batch)  # type: ignore[arg-type]
+    if calib_info:
+        facts["calibration"] = calib_info
+    if cfg.prune or cfg.prune_blocks:
+        facts["pruning"] = _prune(model, meta, cfg, calib, verify_x, out)
+    reference = TorchRunner(model, meta).run_batches(verify_x, batch_size=16)
+    fp32 = out / FILENAMES["fp32"]
+    result = export_onnx(model, int(meta["img_size"]), output_names(meta), fp32,
+                         opset=cfg.opset, exporter=cfg.exporter)
+    facts["export"] = {"exporter": result.exporter, "opset": cfg.opset, "notes": list(result.notes),
+                       "dynamic_axes": {"images": [0]}}
+    facts["outputs"] = F.output_specs(ort_session(fp32))
+    ctx = ConvertContext(calib, cfg.calib_method, cfg.int8_scope)
+    details: dict[str, dict[str, Any]] = {"fp32": {"float_ops": [], "exporter": result.exporter}}
+    parity: dict[str, Any] = {"data": vdata.description, "num_images": len(verify_x),
+                              "reference": "pytorch", "artefacts": {}}
+    for precision in cfg.precision:
+        path = out / FILENAMES[precision]
+        if precision != "fp32":
+            details[precision] = CONVERTERS[precision](fp32, path, ctx)
+        outputs = run_batched(ort_runner(path), verify_x)
+        entry = verify_outputs(precision, path.name, reference, outputs, meta["task"],
+                               cfg.thresholds_for(precision), labels)
+        parity["artefacts"][precision] = entry
+        raise_if_failed(entry)
+        details[precision]["thresholds"] = entry["thresholds"]
+    artefacts = {}
+    for precision in cfg.precision:
+        path = out / FILENAMES[precision]
+        _stamp(path, F.metadata_for(facts, precision, details[precision].get("float_ops", [])))
+        artefacts[precision] = F.artefact_entry(path, precision, details[precision])
+    manifest = {**facts, "artefacts": artefacts, "engines": []}
+    (out / "report").mkdir(exist_ok=True)
+    atomic_write_text(out / PARITY_FILE, json.dumps(parity, indent=2) + "\n")
+    save_config(cfg, out / "config.yaml")
+    if cfg.triton:
+        from simmim_deploy.export.triton import write_triton_repo
+
+        write_triton_repo(out, out / "triton", manifest=manifest)
+    write_manifest(out, manifest)

@@ -1,0 +1,150 @@
+"""``ExportConfig``: everything ``simmim-deploy export`` needs, validated on construction.
+
+YAML profiles in the top-level ``export/`` folder fill this dataclass (``--config``); command-line
+options override them. Conflicting options raise :class:`UserError` instead of being rewritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+from simmim_deploy.core.errors import UserError
+
+PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+INT8_SCOPES = ("linear", "all")
+EXPORTERS = ("auto", "dynamo", "torchscript")
+MIN_CALIB_WARN = 300  # fewer calibration images than this gives noisy activation ranges
+
+
+def parse_batch(text: str | tuple[int, int, int] | list[int]) -> tuple[int, int, int]:
+    """``"1:8:32"`` (or a 3-sequence) -> ``(1, 8, 32)``, checked ``1 <= min <= opt <= max``."""
+    if isinstance(text, str):
+        parts = text.replace(",", ":").split(":")
+        try:
+            values = tuple(int(p) for p in parts)
+        except ValueError:
+            raise UserError(f"--batch must look like MIN:OPT:MAX (e.g. 1:8:32), got {text!r}") from None
+    else:
+        values = tuple(int(v) for v in text)
+    if len(values) != 3:
+        raise UserError(f"--batch must have three numbers MIN:OPT:MAX, got {text!r}")
+    lo, opt, hi = values
+    if not 1 <= lo <= opt <= hi:
+        raise UserError(f"--batch needs 1 <= MIN <= OPT <= MAX, got {lo}:{opt}:{hi}")
+    return lo, opt, hi
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Parity budgets one precision must meet against PyTorch (see ``verify.py``)."""
+
+    min_cosine: float
+    max_abs: float | None = None  # None: not checked (reduced precision)
+    min_top1_agreement: float | None = None  # classification
+    max_metric_drop: float | None = None  # points of the task metric on labelled data
+    min_box_iou: float | None = None  # detection: mean IoU of matched boxes
+
+
+DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
+    "fp32": Thresholds(min_cosine=0.99999, max_abs=1e-3, min_top1_agreement=0.999),
+    "fp16": Thresholds(min_cosine=0.999, min_top1_agreement=0.98, max_metric_drop=0.5),
+    "int8": Thresholds(min_cosine=0.98, min_top1_agreement=0.9, max_metric_drop=1.5),
+    "int8-dynamic": Thresholds(min_cosine=0.98, min_top1_agreement=0.9, max_metric_drop=1.5),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """Options of one export run.
+
+    Attributes:
+        checkpoint: fine-tuned ``best.pt`` (see ``simmim_deploy.models.factory``).
+        out: bundle directory to create.
+        precision: artefacts to write; ``fp32`` is always written (the reference graph).
+        calib_data: ``builtin:NAME`` or an image folder; required for ``int8``.
+        calib_images: at most this many calibration images.
+        calib_method: activation range estimator for static INT8.
+        int8_scope: ``linear`` quantizes MatMul/Gemm and the patch-embed Conv only; ``all`` every
+            op ONNX Runtime can quantize.
+        prune: fraction of attention heads and MLP channels to remove (0 = no pruning).
+        prune_blocks: whole transformer blocks to drop (least important first).
+        recover_epochs: distillation epochs after pruning (needs ``calib_data`` or ``eval_data``).
+        batch: TensorRT/Triton batch profile ``(min, opt, max)``.
+        eval_data: labelled data for the task metric (``builtin:mnist``, an ImageFolder).
+        verify_images: images run through PyTorch and every artefact.
+        thresholds: per-precision overrides, e.g. ``{"int8": {"min_cosine": 0.95}}``.
+        triton: also write a Triton model repository under ``BUNDLE/triton``.
+        opset: ONNX opset (>= 17 keeps LayerNormalization a single node).
+        exporter: ``auto`` tries the dynamo exporter and falls back to TorchScript.
+        overwrite: replace an existing bundle.
+    """
+
+    checkpoint: str
+    out: str
+    precision: tuple[str, ...] | str = ("fp32",)
+    calib_data: str | None = None
+    calib_images: int = 512
+    calib_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    int8_scope: Literal["linear", "all"] = "linear"
+    prune: float = 0.0
+    prune_blocks: int = 0
+    recover_epochs: int = 0
+    batch: tuple[int, ...] | str = (1, 8, 32)
+    eval_data: str | None = None
+    verify_images: int = 64
+    thresholds: dict = dataclasses.field(default_factory=dict)
+    triton: bool = False
+    opset: int = 18
+    exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        self._check_precision()
+        object.__setattr__(self, "batch", parse_batch(self.batch))
+        if self.opset < 17:
+            raise UserError(f"opset must be >= 17 (LayerNormalization as one node), got {self.opset}")
+        if not 0.0 <= self.prune < 0.9:
+            raise UserError(f"--prune must be a fraction in [0, 0.9), got {self.prune}")
+        if self.recover_epochs < 0 or self.prune_blocks < 0:
+            raise UserError("--recover-epochs and prune_blocks must be >= 0")
+        pruning = self.prune > 0 or self.prune_blocks > 0
+        if self.recover_epochs and not pruning:
+            raise UserError("--recover-epochs needs --prune RATIO (there is nothing to recover)")
+        if self.recover_epochs and not (self.calib_data or self.eval_data):
+            raise UserError("--recover-epochs needs images: give --calib-data PATH|builtin:NAME")
+        if self.calib_images < 1 or self.verify_images < 1:
+            raise UserError("calib_images and verify_images must be >= 1")
+        self._check_thresholds()
+        if Path(self.out).exists() and not self.overwrite:
+            raise UserError(f"{self.out} already exists: choose another --out or pass --overwrite")
+
+    def _check_precision(self) -> None:
+        precision = (self.precision,) if isinstance(self.precision, str) else self.precision
+        bad = [p for p in precision if p not in PRECISIONS]
+        if bad:
+            raise UserError(f"unknown precision {bad[0]!r}; choose from {', '.join(PRECISIONS)}")
+        # fp32 is the reference every other artefact derives from; keep the user's order after it.
+        ordered = ("fp32",) + tuple(dict.fromkeys(p for p in precision if p != "fp32"))
+        object.__setattr__(self, "precision", ordered)
+        if "int8" in ordered and not self.calib_data:
+            raise UserError(
+                "--precision int8 needs real calibration images: add --calib-data PATH|builtin:NAME "
+                "(or use --precision int8-dynamic, which needs none)"
+            )
+
+    def _check_thresholds(self) -> None:
+        names = {f.name for f in dataclasses.fields(Thresholds)}
+        for prec, values in self.thresholds.items():
+            if prec not in PRECISIONS:
+                raise UserError(f"thresholds: unknown precision {prec!r}")
+            unknown = set(values) - names
+            if unknown:
+                raise UserError(f"thresholds.{prec}: unknown key {sorted(unknown)[0]!r}")
+
+    def thresholds_for(self, precision: str) -> Thresholds:
+        """Default budgets for ``precision`` with this config's overrides applied."""
+        base = DEFAULT_THRESHOLDS[precision]
+        return dataclasses.replace(base, **self.thresholds.get(precision, {}))

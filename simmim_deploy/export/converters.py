@@ -1,0 +1,84 @@
+"""FP32 ONNX -> reduced-precision ONNX: one small converter per precision, in a lookup table.
+
+Each converter takes the FP32 file, the destination and the calibration context and returns the
+artefact's manifest facts (``float_ops`` and converter-specific details).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertContext:
+    """What a converter may need beyond the FP32 file.
+
+    Attributes:
+        calib_images: float32 ``(N, 3, S, S)`` real images (static INT8), or None.
+        calib_method: ``minmax`` | ``entropy`` | ``percentile``.
+        int8_scope: ``linear`` | ``all``.
+    """
+
+    calib_images: np.ndarray | None = None
+    calib_method: str = "minmax"
+    int8_scope: str = "linear"
+
+
+def _fp16(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
+    from simmim_deploy.export.fp16 import convert_fp16
+
+    return {"float_ops": convert_fp16(src, dst), "fp32_ops_policy": "LayerNorm/Softmax/reductions"}
+
+
+def _int8_static(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
+    from simmim_deploy.export.quantize import quantize_static_int8
+
+    assert ctx.calib_images is not None, "static INT8 needs calibration images"
+    info = quantize_static_int8(src, dst, ctx.calib_images, ctx.calib_method, ctx.int8_scope)
+    return {
+        "float_ops": info.float_ops,
+        "quantization": {
+            "mode": "static_qdq",
+            "scope": ctx.int8_scope,
+            "method": ctx.calib_method,
+            "per_channel": True,
+            "activations": "int8 symmetric",
+            "quantized_ops": info.quantized_ops,
+            "num_quantized_nodes": info.num_quantized_nodes,
+            "warnings": info.warnings,
+        },
+    }
+
+
+def _int8_dynamic(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
+    from simmim_deploy.export.quantize import quantize_dynamic_int8
+
+    info = quantize_dynamic_int8(src, dst)
+    return {
+        "float_ops": info.float_ops,
+        "quantization": {
+            "mode": "dynamic",
+            "quantized_ops": info.quantized_ops,
+            "num_quantized_nodes": info.num_quantized_nodes,
+            "note": "ONNX Runtime CPU only (MatMulInteger); not for TensorRT",
+        },
+    }
+
+
+CONVERTERS: dict[str, Callable[[Path, Path, ConvertContext], dict[str, Any]]] = {
+    "fp16": _fp16,
+    "int8": _int8_static,
+    "int8-dynamic": _int8_dynamic,
+}
+
+FILENAMES: dict[str, str] = {
+    "fp32": "model.onnx",
+    "fp16": "model.fp16.onnx",
+    "int8": "model.int8.onnx",
+    "int8-dynamic": "model.int8-dynamic.onnx",
+}

@@ -1,0 +1,84 @@
+"""The model facts a bundle manifest records (and every ONNX file mirrors in metadata_props)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+from simmim_deploy.core.manifest import FORMAT_VERSION, sha256_file
+from simmim_deploy.export.inputs import preprocess_block
+from simmim_deploy.export.onnx_export import BATCH_DIM, INPUT_NAME
+
+_MEANINGS = {
+    "logits": "class logits; softmax gives probabilities",
+    "boxes": "xyxy boxes in network-input pixels; map back with the letterbox scale",
+    "scores": "detection scores in [0, 1]; padded rows have score 0",
+    "labels": "class index per box; -1 in padded rows",
+    "num_detections": "valid rows per image (rows are sorted by score)",
+}
+_VERSIONED = ("torch", "timm", "onnx", "onnxruntime", "onnxslim", "torch-pruning", "tensorrt")
+
+
+def output_specs(session: Any) -> list[dict[str, Any]]:
+    """Manifest ``outputs`` from an ONNX Runtime session of the FP32 graph."""
+    specs = []
+    for out in session.get_outputs():
+        dtype = "int64" if "int64" in out.type else "float32"
+        shape = [BATCH_DIM, *[d if isinstance(d, int) else BATCH_DIM for d in out.shape[1:]]]
+        specs.append(
+            {"name": out.name, "shape": shape, "dtype": dtype, "meaning": _MEANINGS.get(out.name, "")}
+        )
+    return specs
+
+
+def versions() -> dict[str, str]:
+    """Versions of the tools that made the bundle (installed ones only)."""
+    from simmim_deploy.core.environment import package_versions
+
+    found = package_versions(("simmim-deploy", *_VERSIONED))
+    return {k.replace("-", "_"): v for k, v in found.items() if v}
+
+
+def model_facts(
+    meta: dict[str, Any], checkpoint: str | Path, batch: tuple[int, int, int]
+) -> dict[str, Any]:
+    """Manifest fields that depend only on the checkpoint and the batch profile."""
+    size = int(meta["img_size"])
+    return {
+        "format_version": FORMAT_VERSION,
+        "task": meta["task"],
+        "model_name": meta["model_name"],
+        "class_names": [str(c) for c in meta.get("class_names") or range(meta["num_classes"])],
+        "input": {
+            "name": INPUT_NAME,
+            "shape": [BATCH_DIM, 3, size, size],
+            "dtype": "float32",
+            "layout": "NCHW",
+            "channel_order": "RGB",
+        },
+        "preprocess": preprocess_block(meta),
+        "batch": {"min": batch[0], "opt": batch[1], "max": batch[2]},
+        "source_checkpoint": {"path": str(Path(checkpoint).resolve()), "sha256": sha256_file(checkpoint)},
+        "versions": versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def artefact_entry(path: Path, precision: str, details: dict[str, Any]) -> dict[str, Any]:
+    """Manifest ``artefacts[precision]`` for a verified file."""
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "precision": precision,
+        "float_ops": list(details.get("float_ops", [])),
+        "verified": True,
+        **{k: v for k, v in details.items() if k != "float_ops"},
+    }
+
+
+def metadata_for(facts: dict[str, Any], precision: str, float_ops: list[str]) -> dict[str, Any]:
+    """What an ONNX file mirrors: the manifest's model facts plus its own precision."""
+    keep = {k: v for k, v in facts.items() if k not in ("artefacts", "engines")}
+    return {**keep, "precision": precision, "float_ops": list(float_ops)}

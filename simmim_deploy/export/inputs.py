@@ -1,0 +1,194 @@
+"""Real images for calibration, verification and recovery, preprocessed like evaluation.
+
+``--calib-data`` / ``--eval-data`` take ``builtin:NAME`` or a folder. Calibration draws from the
+*training* part of a labelled set and verification from its held-out part, so the INT8 ranges
+are never fitted on the images that score them. Preprocessing is the model's eval transform
+(timm's ``create_transform(is_training=False)`` for classification, a letterbox for detection),
+the same one the manifest's ``preprocess`` block describes for the serving runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from simmim_deploy.core.errors import UserError
+
+Split = Literal["train", "val"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSet:
+    """Decoded images with optional labels.
+
+    Attributes:
+        images: RGB images.
+        labels: ``(N,)`` int64 class ids, or None when unlabelled.
+        class_names: label names, or None.
+        description: where the images come from, one line.
+        skipped: unreadable files left out.
+    """
+
+    images: list[Image.Image]
+    labels: np.ndarray | None
+    class_names: list[str] | None
+    description: str
+    skipped: int = 0
+
+
+def preprocess_block(meta: dict[str, Any]) -> dict[str, Any]:
+    """The manifest ``preprocess`` block for a checkpoint ``meta`` (the eval transform)."""
+    size = int(meta["img_size"])
+    common = {
+        "interpolation": meta.get("interpolation", "bicubic"),
+        "scale": 1.0 / 255.0,
+        "mean": [float(v) for v in meta["mean"]],
+        "std": [float(v) for v in meta["std"]],
+    }
+    if meta["task"] == "detection":
+        # Pad with the mean colour, i.e. 0 after normalisation (the detector's training letterbox).
+        return {"mode": "letterbox", "size": size, "pad_value": 0.0, **common}
+    crop_pct = float(meta.get("crop_pct", 0.875))
+    return {"mode": "resize_center_crop", "resize": math.floor(size / crop_pct), "crop": size, **common}
+
+
+def _classification_transform(block: dict[str, Any]):  # noqa: ANN202 - torchvision Compose
+    from timm.data import create_transform
+
+    return create_transform(
+        input_size=(3, block["crop"], block["crop"]),
+        is_training=False,
+        interpolation=block["interpolation"],
+        mean=tuple(block["mean"]),
+        std=tuple(block["std"]),
+        crop_pct=block["crop"] / block["resize"],
+        crop_mode="center",
+    )
+
+
+def _letterbox(img: Image.Image, block: dict[str, Any]) -> np.ndarray:
+    size = block["size"]
+    ratio = size / max(img.size)
+    new_w, new_h = max(1, round(img.width * ratio)), max(1, round(img.height * ratio))
+    resample = getattr(Image.Resampling, block["interpolation"].upper())
+    if (new_w, new_h) != img.size:
+        img = img.resize((new_w, new_h), resample)
+    x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / np.float32(255.0)
+    mean = np.asarray(block["mean"], np.float32)[:, None, None]
+    std = np.asarray(block["std"], np.float32)[:, None, None]
+    out = np.full((3, size, size), block["pad_value"], dtype=np.float32)
+    out[:, :new_h, :new_w] = (x - mean) / std
+    return out
+
+
+def preprocess(images: list[Image.Image], meta: dict[str, Any]) -> np.ndarray:
+    """Eval-transform RGB images into one batch.
+
+    Args:
+        images: N RGB images of any size.
+        meta: checkpoint meta (task, img_size, mean/std, interpolation, crop_pct).
+
+    Returns:
+        float32 ``(N, 3, S, S)``, normalised.
+    """
+    block = preprocess_block(meta)
+    if block["mode"] == "letterbox":
+        arrays = [_letterbox(img.convert("RGB"), block) for img in images]
+    else:
+        tf = _classification_transform(block)
+        arrays = [tf(img.convert("RGB")).numpy() for img in images]
+    return np.stack(arrays).astype(np.float32, copy=False)
+
+
+def batch_sha256(batch: np.ndarray) -> str:
+    """Hash of a preprocessed batch: identifies the calibration data in the manifest."""
+    return hashlib.sha256(np.ascontiguousarray(batch).tobytes()).hexdigest()
+
+
+def load_image_set(source: str, split: Split, limit: int, seed: int = 0) -> ImageSet:
+    """Load up to ``limit`` real images from ``builtin:NAME`` or a folder.
+
+    Args:
+        source: ``builtin:mnist|digits|photos``, an ImageFolder tree (labelled), a tree with
+            ``train/`` and ``val/``, or any folder of images (unlabelled).
+        split: ``train`` for calibration/recovery, ``val`` for verification and metrics.
+        limit: at most this many images, drawn with ``seed`` when there are more.
+        seed: seeds the draw.
+
+    Raises:
+        UserError: unknown built-in name, missing folder, no images.
+    """
+    from simmim_deploy.data.builtin import BUILTIN_PREFIX, load_builtin
+
+    if source.startswith(BUILTIN_PREFIX):
+        name = source[len(BUILTIN_PREFIX) :]
+        data = load_builtin(name)
+        if data.labels is None:
+            return _draw(ImageSet(data.images, None, None, source), limit, seed)
+        return _labelled(source, split, limit, seed)
+    root = Path(source).expanduser()
+    if not root.exists():
+        raise UserError(f"image data not found: {root} (give a folder or builtin:NAME)")
+    try:
+        return _labelled(str(root), split, limit, seed)
+    except UserError:
+        return _folder(root, limit, seed)
+
+
+def _labelled(source: str, split: Split, limit: int, seed: int) -> ImageSet:
+    from simmim_deploy.data.classification import load_classification_splits
+
+    try:
+        splits = load_classification_splits(source)
+    except UserError:
+        # One labelled tree without val/: use it whole for either purpose.
+        splits = load_classification_splits(source, val_split=0.2)
+    part = splits.train if split == "train" else splits.val
+    idx = _indices(len(part), limit, seed)
+    images, labels, skipped = _decode([part.items[i] for i in idx], part.labels[idx])
+    desc = f"{splits.description}, {split} part"
+    return ImageSet(images, labels, list(part.class_names), desc, skipped)
+
+
+def _folder(root: Path, limit: int, seed: int) -> ImageSet:
+    from simmim_deploy.data.images import find_images
+
+    files = find_images(root)
+    idx = _indices(len(files), limit, seed)
+    images, _, skipped = _decode([files[i] for i in idx], None)
+    if not images:
+        raise UserError(f"no readable images under {root}")
+    return ImageSet(images, None, None, str(root), skipped)
+
+
+def _decode(items: list[Any], labels: np.ndarray | None) -> tuple[list[Image.Image], Any, int]:
+    """Decode paths (bad files are skipped and counted, never fatal)."""
+    from simmim_deploy.data.images import load_rgb
+
+    images, keep = [], []
+    for i, item in enumerate(items):
+        try:
+            images.append(item if isinstance(item, Image.Image) else load_rgb(item))
+            keep.append(i)
+        except (UserError, OSError):
+            continue
+    kept_labels = labels[np.asarray(keep, dtype=np.int64)] if labels is not None else None
+    return images, kept_labels, len(items) - len(images)
+
+
+def _draw(data: ImageSet, limit: int, seed: int) -> ImageSet:
+    idx = _indices(len(data.images), limit, seed)
+    labels = data.labels[idx] if data.labels is not None else None
+    return dataclasses.replace(data, images=[data.images[i] for i in idx], labels=labels)
+
+
+def _indices(n: int, limit: int, seed: int) -> np.ndarray:
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))

@@ -1,0 +1,203 @@
+"""INT8 post-training quantization with ONNX Runtime: static QDQ and dynamic.
+
+Static INT8 writes explicit QuantizeLinear/DequantizeLinear pairs (QDQ), so one file serves ONNX
+Runtime and TensorRT (which needs symmetric, zero-point-0 activations: hence
+``ActivationSymmetric``). Weights are per-channel. Scope ``linear`` quantizes the Linear layers
+(MatMul/Gemm with a weight initializer) and the patch-embed Conv only: residual adds, LayerNorm,
+Softmax, GELU and the attention products stay float, because quantizing them is what destroys
+ViT accuracy. Scope ``all`` lets ONNX Runtime quantize every op it can (for comparison).
+Calibration runs real, eval-preprocessed images through the graph; never noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from simmim_deploy.core.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+MIN_CALIB_IMAGES = 300  # below this, activation ranges (esp. percentile/entropy) are noisy
+# Data movement and shape ops: neither "quantized" nor "kept float" in a useful sense.
+_STRUCTURAL = {
+    "Reshape", "Transpose", "Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice",
+    "Constant", "Cast", "Identity", "Expand", "Split", "ConstantOfShape", "Flatten",
+    "QuantizeLinear", "DequantizeLinear",
+}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantInfo:
+    """What a quantization did, for the manifest.
+
+    Attributes:
+        mode: ``static`` or ``dynamic``.
+        quantized_ops: op types that consume INT8 data.
+        float_ops: compute op types that stayed float.
+        num_quantized_nodes: nodes with a quantized input.
+        warnings: human-readable notes (e.g. few calibration images).
+    """
+
+    mode: str
+    quantized_ops: list[str]
+    float_ops: list[str]
+    num_quantized_nodes: int
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+class ArrayCalibrationReader:
+    """ONNX Runtime ``CalibrationDataReader`` over a preprocessed image batch.
+
+    Args:
+        images: float32 ``(N, 3, S, S)`` eval-preprocessed real images.
+        input_name: the graph input's name.
+        batch_size: images per calibration step.
+    """
+
+    def __init__(self, images: np.ndarray, input_name: str, batch_size: int = 16) -> None:
+        self.images, self.input_name, self.batch_size = images, input_name, batch_size
+        self._it: Iterator[dict[str, np.ndarray]] | None = None
+
+    def _batches(self) -> Iterator[dict[str, np.ndarray]]:
+        for i in range(0, len(self.images), self.batch_size):
+            yield {self.input_name: np.ascontiguousarray(self.images[i : i + self.batch_size])}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._it is None:
+            self._it = self._batches()
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = None
+
+
+def linear_scope_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes scope ``linear`` quantizes: Linear-layer MatMul/Gemm (one input is a
+    weight initializer) and the patch-embed Conv (the Conv that reads the graph input)."""
+    weights = {init.name for init in model.graph.initializer}
+    graph_inputs = {i.name for i in model.graph.input}
+    picked = []
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "Gemm") and any(i in weights for i in node.input[:2]):
+            picked.append(node.name)
+        elif node.op_type == "Conv" and node.input[0] in graph_inputs:
+            picked.append(node.name)
+    return picked
+
+
+def _ensure_node_names(model: onnx.ModelProto) -> None:
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+
+
+def quantize_static_int8(
+    src: str | Path,
+    dst: str | Path,
+    calib_images: np.ndarray,
+    method: str = "minmax",
+    scope: str = "linear",
+    per_channel: bool = True,
+) -> QuantInfo:
+    """Static QDQ INT8 quantization calibrated on real images.
+
+    Args:
+        src: FP32 ONNX file.
+        dst: INT8 QDQ ONNX file to write (atomically).
+        calib_images: float32 ``(N, 3, S, S)`` eval-preprocessed real images.
+        method: ``minmax``, ``entropy`` or ``percentile`` activation ranges.
+        scope: ``linear`` (Linear layers + patch-embed Conv) or ``all``.
+        per_channel: per-output-channel weight scales.
+
+    Returns:
+        :class:`QuantInfo` with the ops that stayed float.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    notes = []
+    if len(calib_images) < MIN_CALIB_IMAGES:
+        notes.append(
+            f"only {len(calib_images)} calibration images (< {MIN_CALIB_IMAGES}): activation "
+            "ranges may be noisy; give more with --calib-data"
+        )
+        log.warning(notes[-1])
+    model = onnx.load(str(src))
+    _ensure_node_names(model)
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    extra = {
+        "ActivationSymmetric": True,  # zero point 0: what TensorRT's explicit INT8 requires
+        "WeightSymmetric": True,
+        "DedicatedQDQPair": True,  # a float consumer of a quantized tensor keeps its float input
+        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+        "CalibPercentile": 99.999,
+    }
+    kwargs: dict = {}
+    if scope == "linear":
+        kwargs = {"op_types_to_quantize": ["MatMul", "Gemm", "Conv"]}
+        kwargs["nodes_to_quantize"] = linear_scope_nodes(model)
+        # Without this ONNX Runtime also quantizes the outputs, feeding INT8 into GELU/residuals.
+        extra["OpTypesToExcludeOutputQuantization"] = ["MatMul", "Gemm", "Conv"]
+    reader = ArrayCalibrationReader(calib_images, model.graph.input[0].name)
+    with atomic_path(dst) as tmp:
+        quantize_static(
+            model,
+            str(tmp),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[method],
+            extra_options=extra,
+            **kwargs,
+        )
+    info = describe_quantized(onnx.load(str(dst)), "static")
+    return dataclasses.replace(info, warnings=notes)
+
+
+def quantize_dynamic_int8(src: str | Path, dst: str | Path) -> QuantInfo:
+    """Dynamic INT8 (weights INT8 offline, activations quantized per batch at run time).
+
+    The simplest CPU option: no calibration data. Only Linear layers (MatMul with a constant
+    weight) are quantized; ONNX Runtime runs them as ``MatMulInteger``/``DynamicQuantizeLinear``.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(src))
+    _ensure_node_names(model)
+    with atomic_path(dst) as tmp:
+        quantize_dynamic(
+            model,
+            str(tmp),
+            op_types_to_quantize=["MatMul", "Gemm"],
+            weight_type=QuantType.QInt8,
+            per_channel=False,
+            extra_options={"MatMulConstBOnly": True},
+        )
+    return describe_quantized(onnx.load(str(dst)), "dynamic")
+
+
+def describe_quantized(model: onnx.ModelProto, mode: str) -> QuantInfo:
+    """Which compute ops read INT8 data and which stayed float."""
+    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    int_ops = {"MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv", "DynamicQuantizeLinear"}
+    quantized, floats, count = set(), set(), 0
+    for node in model.graph.node:
+        if node.op_type in _STRUCTURAL and node.op_type != "DynamicQuantizeLinear":
+            continue
+        if node.op_type in int_ops or any(i in dq_out for i in node.input):
+            quantized.add(node.op_type)
+            count += 1
+        else:
+            floats.add(node.op_type)
+    return QuantInfo(mode, sorted(quantized), sorted(floats - quantized), count)

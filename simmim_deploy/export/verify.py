@@ -1,0 +1,201 @@
+"""Verification gate: every exported artefact against PyTorch, on the same real images.
+
+Classification: max abs/rel error, cosine similarity and top-1 agreement of the logits, plus
+top-1 accuracy on labelled data (its drop in points against PyTorch). Detection: boxes matched
+to the reference detections (same class, greedy by IoU) give the mean matched IoU and the share
+of reference boxes found. An artefact that misses its precision's budget fails with one line that
+names the worst output; nothing is shipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simmim_deploy.core.errors import UserError
+from simmim_deploy.export.config import Thresholds
+
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+
+
+class VerificationError(UserError):
+    """An artefact missed its parity budget (one-line message naming the worst output)."""
+
+
+def run_batched(runner: Runner, images: np.ndarray, batch_size: int = 16) -> list[np.ndarray]:
+    """Run ``images`` through ``runner`` in chunks; concatenate each output."""
+    chunks = [runner(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return [np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))]
+
+
+def ort_runner(path: str | Path) -> Runner:
+    """``runner(batch) -> outputs`` for an ONNX file on the ONNX Runtime CPU provider."""
+    from simmim_deploy.export.onnx_export import ort_session
+
+    sess = ort_session(Path(path))
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})
+
+
+def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    num = (a * b).sum(1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(den > 0, num / np.maximum(den, 1e-30), (a == b).all(1).astype(np.float64))
+
+
+def compare_classification(
+    ref: np.ndarray, got: np.ndarray, labels: np.ndarray | None = None
+) -> dict[str, float]:
+    """Parity of logits ``(N, C)`` (and top-1 accuracy in % when ``labels`` are given)."""
+    diff = np.abs(got.astype(np.float64) - ref)
+    cos = _cosine_rows(ref, got)
+    out = {
+        "max_abs": float(diff.max()),
+        "max_rel": float(diff.max() / max(np.abs(ref).max(), 1e-12)),
+        "cosine_mean": float(cos.mean()),
+        "cosine_min": float(cos.min()),
+        "worst_sample": int(cos.argmin()),
+        "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean()),
+    }
+    if labels is not None:
+        known = labels >= 0
+        out["top1_reference"] = float((ref.argmax(1) == labels)[known].mean() * 100)
+        out["top1"] = float((got.argmax(1) == labels)[known].mean() * 100)
+        out["top1_drop"] = out["top1_reference"] - out["top1"]
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of xyxy boxes ``a (N, 4)`` and ``b (M, 4)``."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
+
+
+def compare_detection(ref: list[np.ndarray], got: list[np.ndarray]) -> dict[str, float]:
+    """Match each reference detection to the artefact's (same label, greedy by IoU).
+
+    Args:
+        ref, got: ``[boxes (N, K, 4), scores (N, K), labels (N, K), num_detections (N,)]``.
+
+    Returns:
+        ``box_iou`` (mean IoU over reference boxes, 0 for a missed one), ``recall_at_0.5``,
+        ``count_agreement`` (images with the same number of detections) and ``score_max_abs``.
+    """
+    ious, counts_equal, score_err = [], [], []
+    for i in range(len(ref[0])):
+        nr, ng = int(ref[3][i]), int(got[3][i])
+        counts_equal.append(nr == ng)
+        rb, rl, rs = ref[0][i, :nr], ref[2][i, :nr], ref[1][i, :nr]
+        gb, gl, gs = got[0][i, :ng], got[2][i, :ng], got[1][i, :ng]
+        free = np.ones(ng, bool)
+        iou = _iou(rb, gb) if nr and ng else np.zeros((nr, ng))
+        for r in range(nr):
+            cand = np.where(free & (gl == rl[r]))[0]
+            if len(cand) == 0:
+                ious.append(0.0)
+                continue
+            j = cand[iou[r, cand].argmax()]
+            free[j] = False
+            ious.append(float(iou[r, j]))
+            score_err.append(abs(float(rs[r]) - float(gs[j])))
+    ious_arr = np.asarray(ious) if ious else np.ones(1)
+    return {
+        "box_iou": float(ious_arr.mean()),
+        "recall_at_0.5": float((ious_arr >= 0.5).mean()),
+        "count_agreement": float(np.mean(counts_equal)),
+        "score_max_abs": float(max(score_err, default=0.0)),
+        "reference_boxes": len(ious),
+    }
+
+
+def check_thresholds(metrics: dict[str, float], t: Thresholds, task: str) -> list[str]:
+    """The budgets ``metrics`` misses, as short phrases (empty: passed)."""
+    fails = []
+    if task == "detection":
+        if t.min_box_iou is not None and metrics["box_iou"] < t.min_box_iou:
+            fails.append(f"boxes matched IoU {metrics['box_iou']:.4f} < {t.min_box_iou}")
+        return fails
+    if metrics["cosine_mean"] < t.min_cosine:
+        fails.append(
+            f"logits cosine {metrics['cosine_mean']:.6f} < {t.min_cosine} "
+            f"(worst sample {metrics['worst_sample']}: {metrics['cosine_min']:.4f})"
+        )
+    if t.max_abs is not None and metrics["max_abs"] > t.max_abs:
+        fails.append(f"logits max abs error {metrics['max_abs']:.2e} > {t.max_abs:g}")
+    if t.min_top1_agreement is not None and metrics["top1_agreement"] < t.min_top1_agreement:
+        fails.append(f"logits top-1 agreement {metrics['top1_agreement']:.3f} < {t.min_top1_agreement}")
+    drop = metrics.get("top1_drop")
+    if t.max_metric_drop is not None and drop is not None and drop > t.max_metric_drop:
+        fails.append(f"top-1 drop {drop:.2f} pt > {t.max_metric_drop} pt")
+    return fails
+
+
+def verify_outputs(
+    precision: str,
+    file: str,
+    reference: list[np.ndarray],
+    outputs: list[np.ndarray],
+    task: str,
+    thresholds: Thresholds,
+    labels: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Compare one artefact's outputs with the reference and apply its budget.
+
+    Returns:
+        The ``report/parity.json`` entry: metrics, thresholds, ``passed`` and ``failures``.
+    """
+    if task == "detection":
+        metrics = compare_detection(reference, outputs)
+    else:
+        metrics = compare_classification(reference[0], outputs[0], labels)
+    fails = check_thresholds(metrics, thresholds, task)
+    return {
+        "file": file,
+        "precision": precision,
+        "passed": not fails,
+        "failures": fails,
+        "metrics": metrics,
+        "thresholds": dataclasses.asdict(thresholds),
+    }
+
+
+def raise_if_failed(entry: dict[str, Any]) -> None:
+    """Raise :class:`VerificationError` with one line naming the worst output of ``entry``."""
+    if not entry["passed"]:
+        raise VerificationError(
+            f"{entry['precision']} artefact {entry['file']} failed verification: "
+            f"{entry['failures'][0]}; nothing was shipped (loosen thresholds.{entry['precision']} "
+            "in the export profile only if this is expected)"
+        )
+
+
+def verify_bundle(
+    bundle: str | Path, data: str, limit: int = 64, reference: str = "auto"
+) -> dict[str, Any]:
+    """Re-verify every ONNX artefact of a bundle on images from ``data``.
+
+    Args:
+        bundle: bundle directory.
+        data: ``builtin:NAME`` or an image folder (labelled ones add the task metric).
+        limit: images to use.
+        reference: ``torch`` (the source checkpoint must exist), ``fp32`` (the bundle's FP32
+            ONNX) or ``auto`` (torch when the checkpoint is there, else fp32).
+
+    Returns:
+        The parity report (also written to ``BUNDLE/report/parity.json``).
+
+    Raises:
+        VerificationError: an artefact misses its budget.
+    """
+    from simmim_deploy.export.report import verify_bundle_impl
+
+    return verify_bundle_impl(Path(bundle), data, limit, reference)

@@ -1,0 +1,125 @@
+"""Inference backends behind one interface, and the table that picks one.
+
+``--backend`` takes a name from :data:`BACKENDS` or a model file, whose suffix picks the backend
+(:data:`SUFFIXES`). ``auto`` prefers a TensorRT engine built for this GPU, then ONNX Runtime with
+its best execution provider. The PyTorch backend lives outside the edge runtime (it needs torch);
+callers pass any object implementing :class:`Backend` instead of a name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from simmim_deploy.core.errors import MissingExtraError, UserError
+from simmim_deploy.serve.backends.base import Backend, max_batch_of, run_any_batch
+
+__all__ = ["BACKENDS", "SUFFIXES", "Backend", "max_batch_of", "open_backend", "run_any_batch"]
+
+BACKENDS = {
+    "auto": "TensorRT engine for this GPU if present, else ONNX Runtime (best provider)",
+    "ort": "ONNX Runtime, providers in priority TensorRT EP > CUDA EP > CPU",
+    "ort-trt": "ONNX Runtime, same as ort (TensorRT EP first)",
+    "ort-cuda": "ONNX Runtime, CUDA EP then CPU",
+    "ort-cpu": "ONNX Runtime, CPU only",
+    "trt": "native TensorRT engine from the bundle's engines (needs the tensorrt extra)",
+}
+SUFFIXES = {".onnx": "ort", ".engine": "trt", ".plan": "trt", ".trt": "trt"}
+
+
+def suggest(name: str, choices: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice (no yaml import: edge runtime)."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def onnx_artefact(
+    bundle: Path, manifest: dict[str, Any], precision: str | None
+) -> tuple[Path, str]:
+    """The ONNX file for ``precision`` (default ``fp32``, else the first artefact listed)."""
+    artefacts = manifest["artefacts"]
+    onnx = {k: v for k, v in artefacts.items() if str(v.get("file", "")).endswith(".onnx")}
+    if not onnx:
+        raise UserError("the bundle lists no ONNX artefact; re-run simmim-deploy export")
+    if precision is None:
+        precision = "fp32" if "fp32" in onnx else next(iter(onnx))
+    if precision not in onnx:
+        raise UserError(
+            f"the bundle has no {precision!r} ONNX model{suggest(precision, onnx)}; "
+            f"it has {sorted(onnx)}"
+        )
+    path = bundle / onnx[precision]["file"]
+    if not path.is_file():
+        raise UserError(f"{path} listed in the manifest is missing; re-run simmim-deploy export")
+    return path, str(onnx[precision].get("precision", precision))
+
+
+def _open_trt(bundle: Path, manifest: dict[str, Any], precision: str | None) -> Backend:
+    from simmim_deploy.serve.backends.trt import TrtBackend, pick_engine
+
+    entry = pick_engine(manifest, precision)
+    return TrtBackend(bundle / entry["file"], precision=str(entry.get("precision", "")))
+
+
+def _open_file(path: Path, manifest: dict[str, Any], threads: int | None) -> Backend:
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise UserError(f"cannot tell the backend of {path.name}: expected {sorted(SUFFIXES)}")
+    precision = next(
+        (
+            str(a.get("precision", k))
+            for k, a in manifest["artefacts"].items()
+            if a.get("file") == path.name
+        ),
+        "",
+    )
+    if kind == "trt":
+        from simmim_deploy.serve.backends.trt import TrtBackend
+
+        return TrtBackend(path, precision=precision)
+    from simmim_deploy.serve.backends.ort import OrtBackend
+
+    return OrtBackend(path, "ort", threads, precision or "unknown")
+
+
+def open_backend(
+    bundle: str | Path,
+    manifest: dict[str, Any],
+    backend: str = "auto",
+    precision: str | None = None,
+    threads: int | None = None,
+) -> Backend:
+    """Open the backend named by ``backend`` (a :data:`BACKENDS` key or a model file path).
+
+    Args:
+        bundle: the bundle directory (model files are relative to it).
+        manifest: its manifest (``read_manifest``).
+        backend: ``auto``, ``ort``, ``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``trt`` or a path.
+        precision: artefact key (``fp32``, ``fp16``, ``int8``...); None: fp32 / any engine.
+        threads: ONNX Runtime intra-op threads (None: library default).
+    """
+    bundle = Path(bundle)
+    if backend not in BACKENDS:
+        path = Path(backend) if Path(backend).is_file() else bundle / backend
+        if path.is_file():
+            return _open_file(path, manifest, threads)
+        raise UserError(
+            f"unknown backend {backend!r}{suggest(backend, BACKENDS)}: use one of "
+            f"{sorted(BACKENDS)}, torch (CLI, needs PyTorch) or a model file"
+        )
+    if backend == "trt":
+        return _open_trt(bundle, manifest, precision)
+    note = None
+    if backend == "auto" and manifest.get("engines"):
+        try:
+            return _open_trt(bundle, manifest, precision)
+        except (MissingExtraError, UserError, RuntimeError) as exc:
+            note = f"TensorRT engine not used: {exc}"  # reported by describe()
+    from simmim_deploy.serve.backends.ort import OrtBackend
+
+    path, prec = onnx_artefact(bundle, manifest, precision)
+    runner = OrtBackend(path, "ort" if backend == "auto" else backend, threads, prec)
+    if note:
+        runner.notes.append(note)
+    return runner

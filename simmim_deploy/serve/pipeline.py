@@ -1,0 +1,113 @@
+"""Offline pipeline: decoding/preprocessing in threads, overlapped with inference.
+
+A thread pool decodes and preprocesses images ahead of the consumer, at most ``prefetch``
+images ahead (the bounded queue: memory stays flat on a million files). The consumer thread runs
+inference on full batches while the pool fills the next one; Pillow's decoders and ONNX Runtime
+both release the GIL, so the two really overlap. Results come out in input order; an image that
+fails to decode becomes an error record and never stops the run. The last batch is simply
+smaller: backends take any batch size (see ``run_any_batch``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from simmim_deploy.serve.runtime import Prepared, Runtime
+
+
+@dataclass(frozen=True)
+class Item:
+    """One source after decoding: ``prepared`` or ``error`` is set."""
+
+    index: int
+    source: str
+    prepared: Prepared | None
+    error: str | None
+
+
+def _safe_prepare(
+    prepare: Callable[[str], Prepared], source: str
+) -> tuple[Prepared | None, str | None]:
+    try:
+        return prepare(source), None
+    except Exception as exc:  # noqa: BLE001 - one bad image must never stop the run
+        return None, str(exc) or type(exc).__name__
+
+
+def default_workers() -> int:
+    """Decoding threads: leave one core to inference, at least one, at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def prepared_groups(
+    sources: Iterable[str],
+    prepare: Callable[[str], Prepared],
+    batch_size: int,
+    workers: int | None = None,
+    prefetch: int | None = None,
+) -> Iterator[list[Item]]:
+    """Yield consecutive items, each group holding up to ``batch_size`` decoded images.
+
+    Errors travel inside the group where they occur, so input order is kept. At most
+    ``prefetch`` images (default ``2 * batch_size + workers``) are decoded ahead.
+    """
+    workers = workers or default_workers()
+    prefetch = max(prefetch or 2 * batch_size + workers, 1)
+    feed = enumerate(sources)
+    pending: deque[tuple[int, str, Future]] = deque()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+
+    def top_up() -> None:
+        while len(pending) < prefetch:
+            nxt = next(feed, None)
+            if nxt is None:
+                return
+            index, source = nxt
+            pending.append((index, source, pool.submit(_safe_prepare, prepare, source)))
+
+    try:
+        group: list[Item] = []
+        ok = 0
+        top_up()
+        while pending:
+            index, source, future = pending.popleft()
+            top_up()
+            prepared, error = future.result()
+            group.append(Item(index, source, prepared, error))
+            ok += prepared is not None
+            if ok == batch_size:
+                yield group
+                group, ok = [], 0
+        if group:
+            yield group
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_pipeline(
+    runtime: Runtime,
+    sources: Iterable[str],
+    batch_size: int,
+    top_k: int = 5,
+    conf: float = 0.25,
+    workers: int | None = None,
+) -> Iterator[tuple[Item, dict[str, Any]]]:
+    """Predict every source; yields ``(item, record)`` in input order.
+
+    ``record`` is ``{"path", "width", "height", "topk" | "boxes"}`` or ``{"path", "error"}``.
+    """
+    for group in prepared_groups(sources, runtime.prepare, batch_size, workers):
+        ok = [item for item in group if item.prepared is not None]
+        results = iter(
+            runtime.predict_prepared([i.prepared for i in ok], top_k, conf) if ok else []  # type: ignore[misc]
+        )
+        for item in group:
+            if item.prepared is None:
+                yield item, {"path": item.source, "error": item.error}
+            else:
+                yield item, {"path": item.source, **next(results)}

@@ -1,0 +1,243 @@
+"""HTTP serving: FastAPI app with dynamic batching, metrics and hardening.
+
+``POST /v1/predict`` takes one or more images (multipart field ``images``, or a raw image body)
+and answers ``{"results": [...]}`` with one ``predict`` record per image; ``GET /healthz``;
+``GET /metrics`` (Prometheus text); OpenAPI docs at ``/docs``. Every bad request gets a 4xx with
+``{"error": "..."}`` and the server keeps serving. Requires the ``serve`` extra.
+
+Example:
+    >>> import uvicorn
+    >>> uvicorn.run(create_app("bundle", max_batch=32), host="127.0.0.1", port=8000)
+"""
+
+import asyncio
+import contextlib
+import hmac
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from simmim_deploy.core.errors import UserError, require
+from simmim_deploy.serve.batcher import DynamicBatcher, Overloaded
+from simmim_deploy.serve.http_input import ApiError, extract_images, image_error_status, read_body
+from simmim_deploy.serve.images import DEFAULT_MAX_PIXELS, ImageError
+from simmim_deploy.serve.metrics import ServerMetrics
+from simmim_deploy.serve.runtime import Runtime
+
+ENV_CONFIG = "SIMMIM_DEPLOY_SERVE_CONFIG"  # JSON ServeConfig for multi-worker factories
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Options of ``simmim-deploy serve`` that shape the app (validated on construction)."""
+
+    bundle: str
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    token: str | None = None
+    max_body_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_images: int = 64
+    max_queue: int = 1024
+    request_timeout_s: float = 30.0
+    backend: str = "auto"
+    precision: str | None = None
+    threads: int | None = None
+    top_k: int = 5
+    conf: float = 0.25
+
+    def __post_init__(self) -> None:
+        checks = {
+            "--max-batch": self.max_batch >= 1,
+            "--max-wait-ms": self.max_wait_ms >= 0,
+            "max_body_bytes": self.max_body_bytes >= 1,
+            "max_pixels": self.max_pixels >= 1,
+            "max_images": self.max_images >= 1,
+            "max_queue": self.max_queue >= self.max_batch,
+            "--timeout": self.request_timeout_s > 0,
+            "--top-k": self.top_k >= 1,
+            "--conf": 0.0 <= self.conf <= 1.0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise UserError(f"invalid serve option(s): {', '.join(bad)}")
+        if self.token is not None and not self.token.strip():
+            raise UserError("the token file is empty; put a secret token in it")
+
+
+def create_app(bundle: str, runtime: Runtime | None = None, **options: Any) -> Any:
+    """Build the FastAPI app for ``bundle``; keyword options are :class:`ServeConfig` fields.
+
+    Args:
+        bundle: bundle directory.
+        runtime: an already opened :class:`Runtime` (e.g. with a PyTorch backend); default:
+            opened from ``bundle`` with ``options["backend"]``.
+        **options: ``max_batch``, ``max_wait_ms``, ``token``, ``max_body_bytes``, ``max_pixels``,
+            ``request_timeout_s``, ``backend``...
+    """
+    cfg = ServeConfig(bundle=str(bundle), **options)
+    fastapi = require("fastapi", "serve", "the HTTP server")
+    runtime = runtime or Runtime(
+        cfg.bundle, cfg.backend, cfg.precision, cfg.threads, max_pixels=cfg.max_pixels
+    )
+    runtime.max_pixels = cfg.max_pixels
+    metrics = ServerMetrics()
+    batcher = DynamicBatcher(runtime.infer, cfg.max_batch, cfg.max_wait_ms, cfg.max_queue, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        # uvicorn has already waited for in-flight requests; drain anything still queued.
+        await asyncio.to_thread(batcher.close, cfg.request_timeout_s)
+
+    app = fastapi.FastAPI(
+        title="simmim-deploy",
+        version=str(runtime.manifest.get("versions", {}).get("simmim_deploy", "")) or "1",
+        description=f"{runtime.task} with {runtime.manifest.get('model_name')}",
+        lifespan=lifespan,
+    )
+    app.state.runtime, app.state.metrics, app.state.config = runtime, metrics, cfg
+    _install_error_handlers(app, fastapi, metrics)
+    _add_routes(app, fastapi, cfg, runtime, batcher, metrics)
+    return app
+
+
+def create_app_from_env() -> Any:
+    """Factory for ``uvicorn --factory`` with several workers (config in :data:`ENV_CONFIG`)."""
+    options = json.loads(os.environ[ENV_CONFIG])
+    return create_app(**options)
+
+
+def config_to_env(cfg: ServeConfig) -> str:
+    """The JSON that :func:`create_app_from_env` reads."""
+    return json.dumps(asdict(cfg))
+
+
+def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: Any, fastapi: Any, metrics: ServerMetrics) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(ApiError)
+    async def _api(request: Any, exc: ApiError) -> Any:
+        return _json_error(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Any, exc: HTTPException) -> Any:
+        return _json_error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Any, exc: RequestValidationError) -> Any:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _json_error(422, f"invalid request: {where}: {first.get('msg', 'bad value')}")
+
+    @app.middleware("http")
+    async def _count(request: Any, call_next: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:  # noqa: BLE001 - a bug must not take the server down
+            response = _json_error(500, "internal error; see the server log")
+        path = request.url.path if request.url.path in _PATHS else "other"
+        metrics.request_done(path, response.status_code, time.perf_counter() - start)
+        return response
+
+
+_PATHS = ("/v1/predict", "/healthz", "/metrics")
+_OPENAPI_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                    "required": ["images"],
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def _check_token(request: Any, token: str | None) -> None:
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token.strip()):
+        raise ApiError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+
+
+def _add_routes(
+    app: Any,
+    fastapi: Any,
+    cfg: ServeConfig,
+    runtime: Runtime,
+    batcher: DynamicBatcher,
+    metrics: ServerMetrics,
+) -> None:
+    from fastapi.responses import PlainTextResponse
+
+    @app.post("/v1/predict", openapi_extra=_OPENAPI_BODY, summary="Predict one or more images")
+    async def predict(
+        request: fastapi.Request, top_k: int | None = None, conf: float | None = None
+    ) -> dict[str, Any]:
+        """Same records as ``simmim-deploy predict``: ``{"results": [{"path", ...}]}``."""
+        _check_token(request, cfg.token)
+        k, c = top_k or cfg.top_k, cfg.conf if conf is None else conf
+        if k < 1 or not 0.0 <= c <= 1.0:
+            raise ApiError(422, "top_k must be >= 1 and conf in [0, 1]")
+        metrics.add_in_flight(1)
+        try:
+            return await asyncio.wait_for(_handle(request, k, c), cfg.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(504, f"no answer within {cfg.request_timeout_s} s") from None
+        finally:
+            metrics.add_in_flight(-1)
+
+    async def _handle(request: Any, k: int, c: float) -> dict[str, Any]:
+        body = await read_body(request, cfg.max_body_bytes)
+        images = await extract_images(request, body, cfg.max_images)
+        prepared = await asyncio.to_thread(_prepare_all, runtime, images)
+        try:
+            outputs = await batcher.run([p.array for p in prepared])
+        except Overloaded as exc:
+            raise ApiError(503, f"server busy: {exc}; retry later", {"Retry-After": "1"}) from None
+        records = []
+        for (name, _), prep, out in zip(images, prepared, outputs, strict=True):
+            post = runtime.postprocess(out, [prep], k, c)[0]
+            records.append({"path": name, "width": prep.width, "height": prep.height, **post})
+        return {"results": records}
+
+    @app.get("/healthz", summary="Liveness and model facts")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", **runtime.describe()}
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    async def prometheus(request: fastapi.Request) -> Any:
+        _check_token(request, cfg.token)
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _prepare_all(runtime: Runtime, images: list[tuple[str, bytes]]) -> list[Any]:
+    """Decode + preprocess every image; the first bad one fails the request with a 4xx."""
+    out = []
+    for name, data in images:
+        try:
+            out.append(runtime.prepare(data))
+        except ImageError as exc:
+            raise ApiError(image_error_status(exc), f"{name}: {exc}") from None
+    return out

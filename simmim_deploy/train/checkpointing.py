@@ -1,0 +1,150 @@
+"""Resumable training checkpoints: ``<out>/checkpoints/last.pt``.
+
+The file is a plain dict that loads with ``torch.load(..., weights_only=True)`` (no pickled code):
+
+- ``model``: the unwrapped model's state dict (no ``module.`` / ``_orig_mod.`` prefixes).
+- ``optimizer``, ``scheduler``, ``scaler``: their state dicts (``scaler`` empty when unused).
+- ``progress``: ``{"epoch", "step_in_epoch", "global_step", "images_seen", "world_size"}``;
+  ``epoch`` is the epoch in progress (0-based) and ``step_in_epoch`` the optimizer steps already
+  done in it, so the data order resumes mid-epoch exactly.
+- ``rng``: one entry per rank of python/numpy/torch(/cuda) generator states as tensors and lists.
+- ``meta``: caller-supplied plain values (model name, resolved config, ...).
+- ``format``: ``"simmim-deploy/train-state/1"``.
+
+Writes are atomic (temporary file, then rename): a ``kill -9`` at any moment leaves either the
+previous checkpoint or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simmim_deploy.core.atomic import atomic_path
+from simmim_deploy.core.errors import UserError
+
+FORMAT = "simmim-deploy/train-state/1"
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.pt"
+
+
+def last_checkpoint_path(out_dir: str | Path) -> Path:
+    """``<out_dir>/checkpoints/last.pt``."""
+    return Path(out_dir) / CHECKPOINT_DIR / LAST
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """This process's python, numpy, torch and CUDA generator states, weights_only-safe."""
+    version, mt, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(mt), gauss],
+        "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss,
+                  np_gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, mt, gauss = state["python"]
+    random.setstate((version, tuple(mt), gauss))
+    name, keys, pos, has_gauss, gauss_np = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss_np))
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_training_state(
+    path: str | Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None,
+    scaler: torch.amp.GradScaler | None,
+    progress: dict[str, int],
+    rng: list[dict[str, Any]],
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write a resumable checkpoint atomically (call on rank 0 only).
+
+    Args:
+        path: destination, usually :func:`last_checkpoint_path`.
+        model: the unwrapped model (not DDP / compiled).
+        optimizer: its optimizer.
+        scheduler: an LR scheduler with ``state_dict`` or None.
+        scaler: the fp16 grad scaler or None.
+        progress: ``epoch``, ``step_in_epoch``, ``global_step``, ``images_seen``, ``world_size``.
+        rng: :func:`capture_rng_state` of every rank, in rank order.
+        meta: plain values (str/int/float/bool/None, lists, dicts) describing the run.
+
+    Returns:
+        ``path``.
+    """
+    state = {
+        "format": FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {},
+        "progress": dict(progress),
+        "rng": rng,
+        "meta": meta or {},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def load_training_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by :func:`save_training_state` without unpickling code.
+
+    Raises:
+        UserError: missing, unreadable or not a simmim-deploy training checkpoint.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"no checkpoint at {p}")
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for torn or foreign files
+        raise UserError(f"cannot read checkpoint {p}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"{p} is not a simmim-deploy training checkpoint")
+    return state
+
+
+def restore_training_state(
+    state: dict,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None,
+    scaler: torch.amp.GradScaler | None,
+    rank: int = 0,
+) -> dict[str, int]:
+    """Load model/optimizer/scheduler/scaler and this rank's RNG state; return ``progress``.
+
+    When the checkpoint came from a different number of ranks, ranks without a saved RNG state
+    use rank 0's (training continues; bitwise equality with an uninterrupted run needs the
+    same world size).
+    """
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler"):
+        scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and scaler.is_enabled() and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    rngs = state.get("rng") or []
+    if rngs:
+        restore_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
+    return dict(state["progress"])

@@ -1,0 +1,329 @@
+"""Fine-tune (or linear-probe) a classifier from a SimMIM encoder, through the one engine.
+
+``run_classify(config)`` writes into ``config.out``:
+
+- ``best.pt``: best validation top-1 (``{"model", "meta", "metrics"}``, the format of
+  :mod:`simmim_deploy.models.factory`); ``last.pt``: the resumable state (a link to the
+  engine's ``checkpoints/last.pt``, which carries the same ``meta``);
+- ``metrics.json`` (best and last validation scores, per-class P/R/F1, confusion matrix, data
+  counts), ``confusion_matrix.png``, ``training_curves.png``, ``config.yaml`` (resolved),
+  ``metrics.csv`` and ``tensorboard/`` (from the engine), ``skipped.txt`` when files were bad.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from simmim_deploy.core.atomic import atomic_path, atomic_write_text
+from simmim_deploy.core.config import config_to_dict, save_config
+from simmim_deploy.core.errors import UserError
+from simmim_deploy.train.classify_config import ClassifyConfig, resolve_defaults
+from simmim_deploy.train.classify_eval import make_eval_loader, score, write_report
+from simmim_deploy.train.engine import EngineConfig, TrainTask, fit, seed_everything
+from simmim_deploy.train.engine import steps_per_epoch as engine_steps_per_epoch
+from simmim_deploy.train.metrics import plot_training_curves
+
+__all__ = ["ClassifyConfig", "ClassifyTask", "run_classify"]
+
+log = logging.getLogger(__name__)
+
+BEST, LAST = "best.pt", "last.pt"
+
+
+class ClassifyTask(TrainTask):
+    """Cross-entropy (with mixup/cutmix soft targets and label smoothing) + validation."""
+
+    def __init__(
+        self,
+        config: ClassifyConfig,
+        num_classes: int,
+        val_loader: Any,
+        class_names: list[str],
+        meta: dict[str, Any],
+        out: Path,
+    ) -> None:
+        from timm.data import Mixup
+        from timm.loss import SoftTargetCrossEntropy
+
+        self.cfg, self.val_loader, self.class_names = config, val_loader, class_names
+        self.meta, self.out = meta, out
+        self.mixup = None
+        if config.uses_mixup:
+            self.mixup = Mixup(
+                mixup_alpha=config.mixup or 0.0,
+                cutmix_alpha=config.cutmix or 0.0,
+                prob=config.mixup_prob,
+                switch_prob=config.mixup_switch_prob,
+                label_smoothing=config.label_smoothing or 0.0,
+                num_classes=num_classes,
+            )
+            self.criterion: nn.Module = SoftTargetCrossEntropy()
+        else:
+            self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing or 0.0)
+        self.best: dict[str, Any] = _read_best_metrics(out / BEST) if config.resume else {}
+        self.last: dict[str, Any] = {}
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        images, labels = batch
+        if self.cfg.mode == "linear":
+            from simmim_deploy.models.classifier import linear_probe_train_mode
+
+            linear_probe_train_mode(model)
+        if self.mixup is not None:
+            images, labels = self.mixup(images, labels)
+        return self.criterion(model(images), labels), {}
+
+    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        done = epoch + 1
+        if done % self.cfg.eval_every and done != self.cfg.epochs:
+            return {}
+        device = next(model.parameters()).device
+        with torch.autocast(device.type, enabled=False):  # score in fp32 whatever the training
+            metrics = score(model, self.val_loader, self.class_names, device)
+        metrics["epoch"] = done
+        self.last = metrics
+        if not self.best or metrics["top1"] > self.best["top1"]:
+            self.best = metrics
+            save_best(model, self.meta, metrics, self.out / BEST)
+        return {
+            "val_top1": metrics["top1"],
+            "val_top5": metrics["top5"],
+            "val_loss": metrics["loss"],
+        }
+
+
+def _read_best_metrics(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return dict(state.get("metrics") or {})
+
+
+def save_best(model: nn.Module, meta: dict[str, Any], metrics: dict[str, Any], path: Path) -> None:
+    """Write ``{"model", "meta", "metrics"}`` atomically (``metrics`` without the matrix)."""
+    brief = {k: v for k, v in metrics.items() if k in ("top1", "top5", "loss", "epoch")}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"model": state, "meta": meta, "metrics": brief}, tmp)
+
+
+def checkpoint_meta(model: nn.Module, cfg: ClassifyConfig, class_names: list[str]) -> dict:
+    """The ``meta`` block export and serving read (see :mod:`simmim_deploy.models.factory`)."""
+    from timm.data import resolve_data_config
+
+    from simmim_deploy.models.classifier import classifier_meta_kwargs
+
+    data_config = resolve_data_config({}, model=model)
+    img = int(cfg.img_size or data_config["input_size"][-1])
+    return {
+        "task": "classification",
+        "model_name": cfg.model,
+        "img_size": img,
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "mean": [float(v) for v in data_config["mean"]],
+        "std": [float(v) for v in data_config["std"]],
+        "interpolation": str(data_config.get("interpolation", "bicubic")),
+        "crop_pct": float(data_config.get("crop_pct", 0.875)),
+        "model_kwargs": classifier_meta_kwargs(model, dict(cfg.model_kwargs)),
+        "head": {"type": "linear", "pool": getattr(model, "global_pool", "avg")},
+        "pruned_arch": None,
+        "pretrained": cfg.pretrained,
+        "train_config": config_to_dict(cfg),
+    }
+
+
+def train_transform(cfg: ClassifyConfig, meta: dict[str, Any]):  # noqa: ANN201 - Compose
+    """RandomResizedCrop, flip, RandAugment, random erasing (each switchable) via timm."""
+    from simmim_deploy.data.augment import build_finetune_transform
+
+    return build_finetune_transform(
+        meta, int(meta["img_size"]), cfg.randaug, float(cfg.reprob or 0.0), cfg.hflip,
+        cfg.crop_scale_min,
+    )
+
+
+def _engine_config(cfg: ClassifyConfig) -> EngineConfig:
+    return EngineConfig(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        accumulation=cfg.accumulation,
+        device=cfg.device,
+        precision=cfg.precision,
+        compile=cfg.compile,
+        clip_grad=cfg.clip_grad,
+        num_workers=cfg.workers,
+        seed=cfg.seed,
+        save_every_steps=cfg.save_every_steps,
+        resume=cfg.resume,
+        stop_at_step=cfg.stop_at_step,
+        progress=cfg.progress,
+    )
+
+
+def _optimizer_and_schedule(model: nn.Module, cfg: ClassifyConfig, steps: int) -> tuple:
+    from simmim_deploy.train.optim import build_optimizer, scale_lr
+    from simmim_deploy.train.schedule import build_scheduler
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    factor = scale_lr(1.0, cfg.batch_size, world, cfg.accumulation)
+    lr = cfg.lr if cfg.lr is not None else float(cfg.base_lr) * factor
+    opt = build_optimizer(
+        model,
+        lr,
+        float(cfg.weight_decay or 0.0),
+        (0.9, 0.999),
+        1e-8,
+        layer_decay=cfg.layer_decay if cfg.mode == "full" else None,
+    )
+    total = steps * cfg.epochs
+    warmup = min(int(round(steps * float(cfg.warmup_epochs or 0.0))), total - 1)
+    sched = build_scheduler(
+        opt, total, warmup, "cosine", warmup_lr=cfg.warmup_lr * factor, min_lr=cfg.min_lr * factor
+    )
+    return opt, sched, lr
+
+
+def _link_last(out: Path) -> None:
+    """``OUT/last.pt`` -> ``checkpoints/last.pt`` (relative, so the run folder can move)."""
+    from simmim_deploy.train.checkpointing import CHECKPOINT_DIR
+
+    link = out / LAST
+    if not link.is_symlink() and not link.exists():
+        link.symlink_to(Path(CHECKPOINT_DIR) / LAST)
+
+
+def _epoch_history(out: Path) -> list[dict[str, float]]:
+    """Per-epoch rows of ``metrics.csv`` (the engine keeps them across resumes)."""
+    path = out / "metrics.csv"
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("train_loss"):
+                rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+    return rows
+
+
+def run_classify(config: ClassifyConfig) -> dict[str, Any]:
+    """Fine-tune a classifier as ``config`` says; returns the summary written to metrics.json.
+
+    Raises:
+        UserError: bad data/options, a checkpoint that does not fit, or an existing run in
+            ``out`` without ``resume``.
+    """
+    from simmim_deploy.data.classification import (
+        ClassificationDataset,
+        describe_counts,
+        load_classification_splits,
+    )
+    from simmim_deploy.data.images import SkipLog
+    from simmim_deploy.models.classifier import build_classifier, set_linear_probe
+    from simmim_deploy.train import distributed as dist
+    from simmim_deploy.train.checkpointing import last_checkpoint_path
+
+    cfg = resolve_defaults(config)
+    out = Path(cfg.out)
+    if last_checkpoint_path(out).is_file() and not cfg.resume:
+        raise UserError(
+            f"{out} already holds a run: pass --resume to continue it or choose another --out"
+        )
+    seed_everything(cfg.seed)
+    splits = load_classification_splits(
+        cfg.data,
+        cfg.val_data,
+        cfg.val_split,
+        cfg.labels_per_class,
+        cfg.label_fraction,
+        seed=cfg.seed,
+        split_seed=cfg.split_seed,
+    )
+    names = splits.class_names
+    model = build_classifier(
+        cfg.model,
+        len(names),
+        img_size=cfg.img_size,
+        pretrained=cfg.pretrained,
+        drop_path_rate=float(cfg.drop_path or 0.0),
+        **cfg.model_kwargs,
+    )
+    if cfg.mode == "linear":
+        set_linear_probe(model)
+    meta = checkpoint_meta(model, cfg, names)
+    skip_log = SkipLog(out)
+    train_set = ClassificationDataset(
+        splits.train, train_transform(cfg, meta), skip_log, on_bad="substitute", seed=cfg.seed
+    )
+    engine_cfg = _engine_config(cfg)
+    steps = engine_steps_per_epoch(len(train_set), engine_cfg)
+    optimizer, scheduler, lr = _optimizer_and_schedule(model, cfg, steps)
+    val_loader = make_eval_loader(
+        splits.val, meta, cfg.eval_batch_size or 2 * cfg.batch_size, cfg.workers, skip_log
+    )
+    task = ClassifyTask(cfg, len(names), val_loader, names, meta, out)
+    if dist.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        _link_last(out)
+    log.info(
+        "%s: %d train / %d val images, lr %.3g",
+        splits.description,
+        len(splits.train),
+        len(splits.val),
+        lr,
+    )
+    result = fit(
+        model,
+        task,
+        train_set,
+        engine_cfg,
+        optimizer,
+        scheduler,
+        out,
+        meta=meta,
+        description=f"classify {cfg.model}",
+    )
+    summary: dict[str, Any] = {}
+    if result.dist.is_main:
+        summary = _finish(out, cfg, task, splits, skip_log, result, lr, describe_counts)
+    dist.teardown()
+    return summary
+
+
+def _finish(out, cfg, task, splits, skip_log, result, lr, describe_counts) -> dict[str, Any]:  # noqa: ANN001
+    """Write metrics.json and the plots (rank 0)."""
+    best = task.best or task.last
+    # Top level: the best epoch's full scores (same keys as `simmim-deploy evaluate`).
+    summary: dict[str, Any] = {
+        **best,
+        "best_epoch": best.get("epoch"),
+        "last": {k: task.last.get(k) for k in ("top1", "top5", "loss", "epoch")},
+        "completed": not result.stopped_early,
+        "global_step": result.global_step,
+        "peak_lr": lr,
+        "mode": cfg.mode,
+        "model": cfg.model,
+        "pretrained": cfg.pretrained,
+        "data": splits.description,
+        "train_images": describe_counts(splits.train),
+        "val_images": describe_counts(splits.val),
+        "skipped_files": skip_log.finalize(),
+        "checkpoint": str(out / BEST),
+    }
+    if "confusion_matrix" in summary:
+        write_report(summary, splits.class_names, out)  # metrics.json + confusion matrix
+    else:
+        atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    history = _epoch_history(out)
+    if history:
+        plot_training_curves(history, out / "training_curves.png")
+    return summary

@@ -1,0 +1,141 @@
+"""Single-process or DDP, decided by the launcher: ``torchrun`` sets RANK/WORLD_SIZE, plain
+``python`` does not. The same command therefore runs on 1 CPU, 1 GPU, N GPUs or N nodes.
+
+Backends: gloo on CPU, nccl on CUDA. Helpers degrade to no-ops in a single process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from simmim_deploy.core.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class DistInfo:
+    """Where this process runs.
+
+    Attributes:
+        rank: global rank (0 in a single process).
+        local_rank: rank on this node (selects the GPU).
+        world_size: number of processes.
+        device: the torch device this process trains on.
+    """
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that logs and saves."""
+        return self.rank == 0
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` -> CUDA if available else CPU; ``"cuda"`` without a GPU is a :class:`UserError`."""
+    name = device.lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but no CUDA GPU is visible; use cpu")
+        if name == "cuda":
+            return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+        return torch.device(name)
+    if name != "cpu":
+        raise UserError(f"unknown device '{device}': use cpu, cuda or auto")
+    return torch.device("cpu")
+
+
+def launched_distributed() -> bool:
+    """True when started by ``torchrun`` (or another launcher) with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_distributed(device: str = "auto") -> DistInfo:
+    """Join the process group when launched by ``torchrun``; otherwise describe the one process.
+
+    Idempotent: calling it again returns the same description.
+    """
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = resolve_device(device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group(backend=backend, device_id=dev if dev.type == "cuda" else None)
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world, device=dev)
+
+
+def teardown() -> None:
+    """Leave the process group (if any)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_initialized() -> bool:
+    """True inside a multi-process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    """Global rank (0 in a single process)."""
+    return dist.get_rank() if is_initialized() else 0
+
+
+def get_world_size() -> int:
+    """Number of processes (1 in a single process)."""
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def is_main() -> bool:
+    """True on rank 0."""
+    return get_rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every process (no-op in a single process)."""
+    if is_initialized():
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over processes, in place; returns it."""
+    if is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """Average ``tensor`` over processes, in place; returns it."""
+    if is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        tensor /= dist.get_world_size()
+    return tensor
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Gather one picklable object from every process, in rank order."""
+    if not is_initialized():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Send ``obj`` from rank ``src`` to every process; returns the received object."""
+    if not is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
