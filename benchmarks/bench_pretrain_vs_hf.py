@@ -5,7 +5,8 @@ depth, heads, MLP, patch, image size), the same batch and the same mask. Both mo
 interleaved rounds within one process (alternating which goes first) so that machine noise hits
 both; the table reports median images/s and the ratio ours / HF. Neither model is pre-trained.
 
-CPU (default, ~2 min on 2 cores): ViT-S/16 at 224 px, batch 8.
+CPU (default): ViT-S/16 at 224 px, batch 8, 4 rounds x 3 steps (~2 min on 2 idle cores: one
+step is ~205 GFLOP).
     python benchmarks/bench_pretrain_vs_hf.py --out bench_cpu.json
 GPU: ViT-B/16 at 224 px in bf16 with model FLOPs utilisation (FLOPs of one training step,
 fwd+bwd, counted with torch.utils.flop_counter in an extra untimed step; peak from --peak-tflops,
@@ -43,9 +44,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=None, help="default: 8 CPU, 128 GPU")
     p.add_argument("--mask-patch-size", type=int, default=32)
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (4 CPU, 5 GPU)")
     p.add_argument("--steps", type=int, default=None, help="steps per round (3 CPU, 20 GPU)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps per model first")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (1 CPU, 3 GPU)")
     p.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
@@ -54,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     a.model = a.model or ("vit_base_patch16_224" if gpu else "vit_small_patch16_224")
     a.batch_size = a.batch_size or (128 if gpu else 8)
     a.steps = a.steps or (20 if gpu else 3)
+    a.rounds = a.rounds or (5 if gpu else 4)
+    a.warmup = a.warmup if a.warmup is not None else (3 if gpu else 1)
     return a
 
 
@@ -166,6 +169,7 @@ def run(args: argparse.Namespace) -> dict:
         "threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, **_versions()},
         "params": {"simmim-deploy": _count(ours), "hf-transformers": _count(hf)},
+        "hf_attention": getattr(hf.config, "_attn_implementation", None),
         "round_seconds": times,
         "images_per_s": ips,
         "ratio_ours_over_hf": ips["simmim-deploy"] / ips["hf-transformers"],

@@ -7,7 +7,8 @@ Accepted values:
 - ``yolo:PATH`` and ``voc:PATH``: converted to COCO JSON under ``WORK/data/`` first
   (:mod:`simmim_deploy.data.det_import`); splits ``images/train|val`` (YOLO) and
   ``ImageSets/Main/train|val.txt`` (VOC) are used when present;
-- ``builtin:digits-det``: the generated digits-on-photos set
+- ``builtin:digits-det`` (600 train / 150 val images) and ``builtin:digits-det-mini`` (64 / 16,
+  for smoke tests): the generated digits-on-photos set
   (:mod:`simmim_deploy.data.builtin_detection`).
 
 Without a separate validation part (and no ``--val-data``), a seeded ``val_split`` share of the
@@ -24,7 +25,8 @@ import numpy as np
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.data.coco import ANNOTATIONS, CocoDataset, read_coco
 
-BUILTIN_DET = ("builtin:digits-det",)
+# name -> (training images, validation images); "-mini" is for smoke tests and demos.
+BUILTIN_DET = {"builtin:digits-det": (600, 150), "builtin:digits-det-mini": (64, 16)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +53,16 @@ def _parts(data: str, work: Path) -> tuple[CocoDataset, CocoDataset | None]:
     text = str(data)
     if text.startswith("builtin:"):
         if text not in BUILTIN_DET:
-            raise UserError(f"unknown built-in detection data '{text}'; use {BUILTIN_DET[0]}")
+            from simmim_deploy.core.config import suggest
+
+            hint = suggest(text, BUILTIN_DET)
+            raise UserError(
+                f"unknown built-in detection data '{text}'{hint}; use one of {list(BUILTIN_DET)}"
+            )
         from simmim_deploy.data.builtin_detection import digits_detection_root
 
-        root = digits_detection_root()
+        num_train, num_val = BUILTIN_DET[text]
+        root = digits_detection_root(seed=0, num_train=num_train, num_val=num_val)
         return read_coco(root / "train"), read_coco(root / "val")
     for kind in ("yolo", "voc"):
         if text.startswith(f"{kind}:"):

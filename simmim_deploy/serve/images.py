@@ -28,6 +28,7 @@ from simmim_deploy.core.errors import UserError
 
 # 40 megapixels: above any camera a client is likely to send, far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
+_ORIENTATION = 0x0112  # EXIF tag
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
@@ -65,7 +66,10 @@ def load_image(
         with Image.open(fp) as img:  # type: ignore[arg-type]
             _check_pixels(img.size, max_pixels)
             img.load()
-            return _to_rgb(ImageOps.exif_transpose(img) or img)
+            # exif_transpose copies even when nothing rotates: only call it when needed.
+            if img.getexif().get(_ORIENTATION, 1) != 1:
+                img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
     except Image.DecompressionBombError as exc:  # Pillow's own hard limit (>~179 Mpx)
         raise ImageTooLarge(f"image too large: {exc}") from None
     except UnidentifiedImageError:

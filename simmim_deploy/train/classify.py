@@ -146,7 +146,11 @@ def train_transform(cfg: ClassifyConfig, meta: dict[str, Any]):  # noqa: ANN201 
     from simmim_deploy.data.augment import build_finetune_transform
 
     return build_finetune_transform(
-        meta, int(meta["img_size"]), cfg.randaug, float(cfg.reprob or 0.0), cfg.hflip,
+        meta,
+        int(meta["img_size"]),
+        cfg.randaug,
+        float(cfg.reprob or 0.0),
+        cfg.hflip,
         cfg.crop_scale_min,
     )
 
@@ -175,7 +179,7 @@ def _optimizer_and_schedule(model: nn.Module, cfg: ClassifyConfig, steps: int) -
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     factor = scale_lr(1.0, cfg.batch_size, world, cfg.accumulation)
-    lr = cfg.lr if cfg.lr is not None else float(cfg.base_lr) * factor
+    lr = cfg.absolute_lr if cfg.absolute_lr is not None else float(cfg.base_lr) * factor
     opt = build_optimizer(
         model,
         lr,

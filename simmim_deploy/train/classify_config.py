@@ -62,7 +62,7 @@ class ClassifyConfig:
         mode: ``full`` fine-tune (layer-wise LR decay) or ``linear`` probe (frozen encoder).
         epochs, batch_size (per process), accumulation: the budget.
         base_lr: peak LR per 512 images (scaled by batch x processes x accumulation / 512).
-        lr: absolute peak LR instead of ``base_lr`` (give one of them).
+        absolute_lr: peak LR as is, instead of ``base_lr`` scaling (give one of them).
         warmup_epochs: None: 20 as official, at most 20% of the run.
         warmup_lr, min_lr: per 512 images (official 2.5e-7).
         layer_decay: None: 0.65 ViT, 0.9 Swin (full mode only).
@@ -92,7 +92,7 @@ class ClassifyConfig:
     batch_size: int = 64
     accumulation: int = 1
     base_lr: float | None = None
-    lr: float | None = None
+    absolute_lr: float | None = None
     warmup_epochs: float | None = None
     warmup_lr: float = 2.5e-7
     min_lr: float = 2.5e-7
@@ -134,8 +134,8 @@ class ClassifyConfig:
             raise UserError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
         if self.val_data is not None and self.val_split is not None:
             raise UserError("give either --val-data or --val-split, not both")
-        if self.base_lr is not None and self.lr is not None:
-            raise UserError("give either --base-lr (per 512 images) or --lr (absolute), not both")
+        if self.base_lr is not None and self.absolute_lr is not None:
+            raise UserError("give either base_lr (per 512 images) or absolute_lr, not both")
         if self.mode == "linear" and self.layer_decay is not None:
             raise UserError("--layer-decay applies to --mode full only (linear: frozen encoder)")
         if self.mode == "linear" and self.drop_path:
@@ -174,7 +174,9 @@ def resolve_defaults(config: ClassifyConfig) -> ClassifyConfig:
     """Fill every ``None`` option with its mode/family default; explicit values stay."""
     values: dict[str, Any] = {}
     for key, default in MODE_DEFAULTS[config.mode].items():
-        if getattr(config, key) is None and not (key == "base_lr" and config.lr is not None):
+        if getattr(config, key) is None and not (
+            key == "base_lr" and config.absolute_lr is not None
+        ):
             values[key] = default
     if config.mode == "full" and config.layer_decay is None:
         values["layer_decay"] = LAYER_DECAY[model_family(config.model)]

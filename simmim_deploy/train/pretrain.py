@@ -110,19 +110,23 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
     Raises:
         UserError: bad data path, unknown model, out folder holding another run, NaN loss...
     """
+    # Cheap checks first (no torch import yet): a typo in --data or --out fails in a second.
+    from simmim_deploy.data.builtin import resolve_data_arg
     from simmim_deploy.data.images import SkipLog
-    from simmim_deploy.models.checkpoint import save_encoder
-    from simmim_deploy.train import distributed as dist
-    from simmim_deploy.train.checkpointing import last_checkpoint_path
-    from simmim_deploy.train.engine import fit, seed_everything
 
     out = Path(config.out)
-    if last_checkpoint_path(out).is_file() and not config.resume:
+    if (out / "checkpoints" / "last.pt").is_file() and not config.resume:
         raise UserError(
             f"{out} already holds a run: pass --resume to continue it or choose another --out"
         )
+    source = resolve_data_arg(config.data)
+
+    from simmim_deploy.models.checkpoint import save_encoder
+    from simmim_deploy.train import distributed as dist
+    from simmim_deploy.train.engine import fit, seed_everything
+
     seed_everything(config.seed)  # identical initial weights on every rank
-    model, dataset, skip_log = _build(config, SkipLog(out))
+    model, dataset, skip_log = _build(config, source, SkipLog(out))
     resolved = dataclasses.replace(config, img_size=model.img_size)
     engine_cfg, optimizer, scheduler = _optimisation(config, model, len(dataset))
     if int(_env("RANK", "0")) == 0:  # the process group starts inside fit
@@ -156,15 +160,13 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def _build(config: PretrainConfig, skip_log: Any) -> tuple[Any, Any, Any]:
-    from simmim_deploy.data.builtin import resolve_data_arg
+def _build(config: PretrainConfig, source: Any, skip_log: Any) -> tuple[Any, Any, Any]:
     from simmim_deploy.data.masking import MaskGenerator
     from simmim_deploy.data.pretrain_dataset import PretrainDataset
     from simmim_deploy.data.transforms import PretrainTransform
     from simmim_deploy.models.checkpoint import load_simmim_checkpoint_for_init
     from simmim_deploy.models.simmim import build_simmim
 
-    source = resolve_data_arg(config.data)  # a bad --data fails before the model is built
     timm_kwargs = {"window_size": config.window_size} if config.window_size else {}
     model = build_simmim(config.model, img_size=config.img_size, drop_path_rate=config.drop_path,
                          **timm_kwargs)

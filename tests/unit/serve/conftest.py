@@ -8,6 +8,7 @@ detector whose graph emits the documented (boxes, scores, labels, num_detections
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +51,12 @@ def _export(model, path: Path, output_names: list[str]) -> None:
 
     model.eval()
     dynamic = {"images": {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
-    torch.onnx.export(
-        model, (torch.zeros(2, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
-        input_names=["images"], output_names=output_names, dynamic_axes=dynamic,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # TracerWarnings about constants are expected here
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (torch.zeros(2, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
+            input_names=["images"], output_names=output_names, dynamic_axes=dynamic,
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,9 @@ def test_serve_command_sigterm_finishes_in_flight(cls_bundle: Path, image_dir: P
             proc.send_signal(signal.SIGTERM)
             reply = pending.result(timeout=30)
         assert reply.status_code == 200 and reply.json()["results"][0]["topk"]
-        assert proc.wait(timeout=30) == 0
+        # uvicorn re-raises the caught SIGTERM after its graceful shutdown
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert "Finished server process" in proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()

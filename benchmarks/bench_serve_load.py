@@ -1,0 +1,261 @@
+"""Load test of the serving stack on 127.0.0.1 (bounded: fixed request count and time limit).
+
+1. Offline ``predict`` throughput on a folder of JPEGs vs model-only throughput (target >= 90%:
+   decoding hidden behind inference).
+2. ``simmim-deploy serve`` in a subprocess, ``--requests`` single-image requests at concurrency 32
+   (httpx): throughput vs offline ``predict`` at the same batch size (target >= 85%), zero errors,
+   p50/p90/p99 latency.
+3. ``--malformed`` bad requests (garbage, truncated, empty, wrong field, wrong type, bombs) mixed
+   with valid ones: every bad one gets a 4xx, every valid one a 200, the server stays up.
+
+Prints a markdown table and writes JSON.
+
+Example:
+    python benchmarks/bench_serve_load.py --bundle runs/bundle --batch-size 32 --requests 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from simmim_deploy.serve.predict import expand_sources, predict
+from simmim_deploy.serve.runtime import Runtime
+
+
+def make_jpegs(folder: Path, count: int) -> list[Path]:
+    """Real photos (scikit-image samples) at assorted camera-like sizes, as JPEG files."""
+    from skimage import data
+
+    photos = [data.chelsea(), data.coffee(), data.astronaut(), data.rocket()]
+    sizes = [(640, 480), (480, 640), (800, 600), (512, 512), (1024, 768)]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        img = Image.fromarray(photos[i % len(photos)]).resize(sizes[i % len(sizes)])
+        paths.append(folder / f"img_{i:04d}.jpg")
+        img.save(paths[-1], quality=90)
+    return paths
+
+
+def model_only(bundle: str, backend: str, batch: int, seconds: float, threads: int | None) -> float:
+    runtime = Runtime(bundle, backend, threads=threads)
+    x = np.zeros((batch, 3, *runtime.spec.input_hw), np.float32)
+    for _ in range(3):
+        runtime.infer(x)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or n < 3:
+        runtime.infer(x)
+        n += 1
+    return n * batch / (time.perf_counter() - start)
+
+
+def offline(bundle: str, listing: Path, backend: str, batch: int, threads: int | None) -> float:
+    predict(bundle, [str(listing)], batch_size=batch, backend=backend, threads=threads)  # warm-up
+    return predict(bundle, [str(listing)], batch_size=batch, backend=backend, threads=threads)[
+        "images_per_s"
+    ]
+
+
+def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "simmim_deploy.cli.main", "serve", args.bundle,
+           "--port", str(port), "--max-batch", str(args.batch_size),
+           "--max-wait-ms", str(args.max_wait_ms), "--backend", args.backend,
+           "--max-body-mb", "2", "--max-pixels", "4000000"]  # fmt: skip
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the server did not start")
+
+
+def malformed_requests(good: bytes) -> list[dict]:
+    """Kinds of bad request, as httpx.post keyword arguments."""
+    bomb = io.BytesIO()
+    Image.new("L", (6000, 6000)).save(bomb, "PNG")
+    return [
+        {"files": {"images": ("x.jpg", b"garbage, not an image")}},
+        {"files": {"images": ("x.jpg", good[: len(good) // 3])}},
+        {"content": b""},
+        {"files": {"wrong": ("x.jpg", good)}},
+        {"json": {"images": "nope"}},
+        {"files": {"images": ("bomb.png", bomb.getvalue())}},
+        {"content": b"\x00" * 3_000_000, "headers": {"content-type": "image/jpeg"}},
+        {
+            "content": b"--b\r\nbroken",
+            "headers": {"content-type": "multipart/form-data; boundary=b"},
+        },
+    ]
+
+
+async def load(url: str, jobs: list[tuple[bool, dict]], concurrency: int, limit_s: float) -> dict:
+    """Send every job (valid?, kwargs) with ``concurrency`` in flight; per-job status, latency."""
+    sem = asyncio.Semaphore(concurrency)
+    results: list[tuple[bool, int, float]] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def one(valid: bool, kwargs: dict) -> None:
+            async with sem:
+                start = time.perf_counter()
+                try:
+                    status = (await client.post(f"{url}/v1/predict", **kwargs)).status_code
+                except httpx.HTTPError:
+                    status = 0  # connection-level failure
+                results.append((valid, status, time.perf_counter() - start))
+
+        start = time.perf_counter()
+        with contextlib.suppress(asyncio.TimeoutError):  # bounded: unanswered count as failed
+            await asyncio.wait_for(asyncio.gather(*(one(v, k) for v, k in jobs)), limit_s)
+        elapsed = time.perf_counter() - start
+    valid = [(s, t) for v, s, t in results if v]
+    bad = [s for v, s, _ in results if not v]
+    lat = np.array([t for s, t in valid if s == 200]) * 1000 if valid else np.zeros(1)
+    return {
+        "sent": len(jobs),
+        "answered": len(results),
+        "seconds": round(elapsed, 3),
+        "valid_ok": sum(s == 200 for s, _ in valid),
+        "valid_failed": sum(s != 200 for s, _ in valid) + (sum(v for v, _ in jobs) - len(valid)),
+        "malformed_4xx": sum(400 <= s < 500 for s in bad),
+        "malformed_other": sum(not 400 <= s < 500 for s in bad),
+        "images_per_s": round(sum(s == 200 for s, _ in valid) / elapsed, 2),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p90_ms": round(float(np.percentile(lat, 90)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", required=True)
+    ap.add_argument("--images", help="folder of JPEGs (default: generated from sample photos)")
+    ap.add_argument("--num-images", type=int, default=256, help="generated JPEGs")
+    ap.add_argument("--backend", default="ort")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--malformed", type=int, default=1000)
+    ap.add_argument("--time-limit", type=float, default=300.0, help="seconds per load phase")
+    ap.add_argument("--model-seconds", type=float, default=5.0)
+    ap.add_argument("--out", default="benchmarks/results/serve_load.json")
+    return ap.parse_args()
+
+
+def serve_phases(args: argparse.Namespace, encoded: list[bytes]) -> tuple[dict, dict, bool, str]:
+    """Clean load, then malformed requests mixed with valid ones, against a served bundle."""
+    proc, url = start_server(args)
+    try:
+        valid = [(True, {"files": {"images": ("a.jpg", encoded[i % len(encoded)])}})
+                 for i in range(args.requests)]  # fmt: skip
+        asyncio.run(load(url, valid[: args.concurrency * 2], args.concurrency, 60))  # warm-up
+        clean = asyncio.run(load(url, valid, args.concurrency, args.time_limit))
+        bad_kinds = malformed_requests(encoded[0])
+        mixed: list[tuple[bool, dict]] = []
+        for i in range(args.malformed):
+            mixed.append((False, bad_kinds[i % len(bad_kinds)]))
+            if i % 2 == 0:
+                mixed.append(valid[i % len(valid)])
+        dirty = asyncio.run(load(url, mixed, args.concurrency, args.time_limit))
+        alive = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    return clean, dirty, alive, metrics
+
+
+def main() -> None:
+    args = parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.images) if args.images else Path(tmp) / "jpegs"
+        if not args.images:
+            make_jpegs(folder, args.num_images)
+        paths = expand_sources([str(folder)])
+        listing = Path(tmp) / "list.txt"
+        listing.write_text("\n".join(paths) + "\n")
+        model_ips = model_only(args.bundle, args.backend, args.batch_size, args.model_seconds,
+                               args.threads)  # fmt: skip
+        predict_ips = offline(args.bundle, listing, args.backend, args.batch_size, args.threads)
+        encoded = [Path(p).read_bytes() for p in paths]
+        clean, dirty, alive, metrics = serve_phases(args, encoded)
+    report = {
+        "bundle": args.bundle, "backend": args.backend, "batch_size": args.batch_size,
+        "concurrency": args.concurrency, "images": len(paths),
+        "model_only_images_per_s": round(model_ips, 2),
+        "predict_images_per_s": predict_ips,
+        "predict_vs_model": round(predict_ips / model_ips, 3),
+        "server": clean, "server_vs_predict": round(clean["images_per_s"] / predict_ips, 3),
+        "malformed": dirty, "server_alive_after": alive,
+        "batch_size_histogram": [x for x in metrics.splitlines() if "batch_size_bucket" in x],
+    }  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report, args)
+
+
+def print_table(report: dict, args: argparse.Namespace) -> None:
+    model_ips, predict_ips = report["model_only_images_per_s"], report["predict_images_per_s"]
+    clean, dirty, alive = report["server"], report["malformed"], report["server_alive_after"]
+    ok = lambda c: "yes" if c else "NO"  # noqa: E731
+    print("\n| measure | value | target | met |\n|---|---|---|---|")
+    print(f"| model-only images/s (batch {args.batch_size}) | {model_ips:.1f} | | |")
+    print(f"| offline predict images/s | {predict_ips:.1f} | | |")
+    print(
+        f"| predict / model-only | {report['predict_vs_model']:.2f} | >= 0.90 | "
+        f"{ok(report['predict_vs_model'] >= 0.9)} |"
+    )
+    print(f"| server images/s (concurrency {args.concurrency}) | {clean['images_per_s']:.1f} | | |")
+    print(
+        f"| server / predict | {report['server_vs_predict']:.2f} | >= 0.85 | "
+        f"{ok(report['server_vs_predict'] >= 0.85)} |"
+    )
+    print(
+        f"| server errors ({clean['answered']}/{clean['sent']} answered) | "
+        f"{clean['valid_failed']} | 0 | {ok(clean['valid_failed'] == 0)} |"
+    )
+    print(
+        f"| server latency p50 / p90 / p99 ms | {clean['p50_ms']} / {clean['p90_ms']} / "
+        f"{clean['p99_ms']} | | |"
+    )
+    print(
+        f"| malformed: 4xx / other | {dirty['malformed_4xx']} / {dirty['malformed_other']} | "
+        f"all 4xx | {ok(dirty['malformed_other'] == 0)} |"
+    )
+    print(
+        f"| valid among malformed: ok / failed | {dirty['valid_ok']} / {dirty['valid_failed']}"
+        f" | 0 failed | {ok(dirty['valid_failed'] == 0)} |"
+    )
+    print(f"| server alive after | {alive} | True | {ok(alive)} |")
+    print(f"\nJSON: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
