@@ -3,45 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
 def pretrain(
-    data: Optional[str] = typer.Option(
+    data: str | None = typer.Option(
         None, "--data", help="Image folder (recursive) or builtin:NAME (mnist, digits, photos)."
     ),
-    model: Optional[str] = typer.Option(None, "--model", help="timm model name."),
-    img_size: Optional[int] = typer.Option(None, "--img-size", help="Input side in pixels."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs."),
-    batch_size: Optional[int] = typer.Option(
+    model: str | None = typer.Option(None, "--model", help="timm model name."),
+    img_size: int | None = typer.Option(None, "--img-size", help="Input side in pixels."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Number of epochs."),
+    batch_size: int | None = typer.Option(
         None, "--batch-size", help="Images per step per process."
     ),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder to write."),
-    config: Optional[Path] = typer.Option(
+    out: Path | None = typer.Option(None, "--out", help="Run folder to write."),
+    config: Path | None = typer.Option(
         None, "--config", help="Recipe YAML (train/*.yaml); options given here override it."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or auto."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, bf16 or fp16."),
-    mask_ratio: Optional[float] = typer.Option(None, "--mask-ratio", help="Masked fraction."),
-    mask_patch_size: Optional[int] = typer.Option(
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or auto."),
+    precision: str | None = typer.Option(None, "--precision", help="fp32, bf16 or fp16."),
+    mask_ratio: float | None = typer.Option(None, "--mask-ratio", help="Masked fraction."),
+    mask_patch_size: int | None = typer.Option(
         None, "--mask-patch-size", help="Side of a masked cell in pixels."
     ),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Base learning rate per 512 images."),
-    accumulation: Optional[int] = typer.Option(
+    seed: int | None = typer.Option(None, "--seed", help="Random seed."),
+    lr: float | None = typer.Option(None, "--lr", help="Base learning rate per 512 images."),
+    accumulation: int | None = typer.Option(
         None, "--accumulation", help="Micro-batches per optimizer step."
     ),
-    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes."),
-    compile: Optional[bool] = typer.Option(
-        None, "--compile/--no-compile", help="Use torch.compile."
-    ),
-    save_every: Optional[int] = typer.Option(
+    workers: int | None = typer.Option(None, "--workers", help="DataLoader worker processes."),
+    compile: bool | None = typer.Option(None, "--compile/--no-compile", help="Use torch.compile."),
+    save_every: int | None = typer.Option(
         None, "--save-every", help="Also save last.pt every N optimizer steps (0: epochs only)."
     ),
-    stop_at_step: Optional[int] = typer.Option(
+    stop_at_step: int | None = typer.Option(
         None, "--stop-at-step", help="End this session after global step N (resume later)."
     ),
 ) -> None:

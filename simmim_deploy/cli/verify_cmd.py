@@ -1,11 +1,37 @@
-"""`simmim-deploy verify` (placeholder: being written)."""
+"""``simmim-deploy verify``: re-run the parity gate of a bundle on real images."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
-def verify() -> None:
-    """Not implemented yet."""
-    typer.echo("not implemented yet")
-    raise typer.Exit(1)
+def verify(
+    bundle: Path = typer.Argument(..., help="Bundle directory."),
+    data: str = typer.Option(
+        ..., "--data", help="builtin:NAME or an image folder (labelled adds accuracy)."
+    ),
+    limit: int = typer.Option(64, "--limit", help="Images to use."),
+    reference: str = typer.Option(
+        "auto", "--reference", help="torch (source checkpoint), fp32 (bundle ONNX) or auto."
+    ),
+) -> None:
+    """Check every artefact of a bundle against PyTorch on real images.
+
+    Example: simmim-deploy verify bundle --data builtin:mnist --limit 200
+    """
+    from simmim_deploy.export.verify import verify_bundle
+
+    report = verify_bundle(bundle, data, limit, reference)
+    for precision, entry in report["artefacts"].items():
+        m = entry["metrics"]
+        detail = (
+            f"cosine {m['cosine_mean']:.6f}, top-1 agreement {m['top1_agreement']:.3f}"
+            if "cosine_mean" in m
+            else f"box IoU {m['box_iou']:.4f}"
+        )
+        if "top1" in m:
+            detail += f", top-1 {m['top1']:.2f}% (drop {m['top1_drop']:+.2f} pt)"
+        typer.echo(f"{precision:>12}: passed ({detail})")
+    typer.echo(f"report: {bundle / 'report' / 'parity.json'} (reference: {report['reference']})")

@@ -9,6 +9,7 @@ under ``<run>/.skipped/`` and :meth:`SkipLog.finalize` merges them (deduplicated
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -189,8 +190,6 @@ class SkipLog:
         if self.parts_dir.is_dir():
             for part in self.parts_dir.glob("*.tsv"):
                 part.unlink(missing_ok=True)
-            try:
+            with contextlib.suppress(OSError):  # another process may still be writing
                 self.parts_dir.rmdir()
-            except OSError:
-                pass
         return len(merged)

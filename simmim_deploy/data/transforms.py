@@ -100,8 +100,14 @@ class PretrainTransform:
         top, left, h, w = sample_crop(image.width, image.height, rng, self.scale, self.ratio)
         # torchvision's RandomResizedCrop default (bilinear), as the official pipeline
         out = TF.resized_crop(
-            image, top, left, h, w, [self.img_size, self.img_size],
-            interpolation=InterpolationMode.BILINEAR, antialias=True,
+            image,
+            top,
+            left,
+            h,
+            w,
+            [self.img_size, self.img_size],
+            interpolation=InterpolationMode.BILINEAR,
+            antialias=True,
         )
         if rng.random() < 0.5:
             out = TF.hflip(out)

@@ -29,7 +29,13 @@ from simmim_deploy.export.converters import CONVERTERS, FILENAMES, ConvertContex
 from simmim_deploy.export.inputs import ImageSet, batch_sha256, load_image_set, preprocess
 from simmim_deploy.export.onnx_export import export_onnx, ort_session, set_metadata
 from simmim_deploy.export.torch_runner import TorchRunner, load_model, output_names
-from simmim_deploy.export.verify import ort_runner, raise_if_failed, run_batched, verify_outputs
+from simmim_deploy.export.verify import (
+    compare_classification,
+    ort_runner,
+    raise_if_failed,
+    run_batched,
+    verify_outputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +44,9 @@ PARITY_FILE = "report/parity.json"
 PRUNED_CHECKPOINT = "pruned.pt"
 
 
-def _images(source: str, split: str, limit: int, meta: dict[str, Any]) -> tuple[ImageSet, np.ndarray]:
+def _images(
+    source: str, split: str, limit: int, meta: dict[str, Any]
+) -> tuple[ImageSet, np.ndarray]:
     data = load_image_set(source, split, limit)  # type: ignore[arg-type]
     if not data.images:
         raise UserError(f"no usable images in {source}")
@@ -55,8 +63,14 @@ def _labels_for(data: ImageSet, meta: dict[str, Any]) -> np.ndarray | None:
     return data.labels
 
 
-def _prune(model: torch.nn.Module, meta: dict, cfg: ExportConfig, calib: np.ndarray | None,
-           verify_x: np.ndarray, out: Path) -> dict[str, Any]:
+def _prune(
+    model: torch.nn.Module,
+    meta: dict,
+    cfg: ExportConfig,
+    calib: np.ndarray | None,
+    verify_x: np.ndarray,
+    out: Path,
+) -> dict[str, Any]:
     from simmim_deploy.export.prune import distill, prune_model
 
     teacher = copy.deepcopy(model) if cfg.recover_epochs else None
@@ -68,8 +82,13 @@ def _prune(model: torch.nn.Module, meta: dict, cfg: ExportConfig, calib: np.ndar
     meta["pruned_arch"] = arch
     with atomic_path(out / PRUNED_CHECKPOINT) as tmp:
         torch.save({"model": model.state_dict(), "meta": meta}, tmp)
-    return {"ratio": cfg.prune, "blocks_dropped": arch["dropped"], "recover_epochs":
-            cfg.recover_epochs, "distill_losses": losses, "checkpoint": PRUNED_CHECKPOINT}
+    return {
+        "ratio": cfg.prune,
+        "blocks_dropped": arch["dropped"],
+        "recover_epochs": cfg.recover_epochs,
+        "distill_losses": losses,
+        "checkpoint": PRUNED_CHECKPOINT,
+    }
 
 
 def _stamp(path: Path, metadata: dict[str, Any]) -> None:
@@ -90,14 +109,18 @@ def export_bundle(config: ExportConfig) -> Path:
             artefact misses its parity budget (then no bundle is written).
     """
     model, meta = load_model(config.checkpoint)
-    size = int(meta["img_size"])
     calib = None
     calib_info: dict[str, Any] | None = None
     if config.calib_data:
         cdata, calib = _images(config.calib_data, "train", config.calib_images, meta)
-        calib_info = {"source": cdata.description, "sha256": batch_sha256(calib),
-                      "num_images": len(calib), "method": config.calib_method,
-                      "scope": config.int8_scope, "skipped": cdata.skipped}
+        calib_info = {
+            "source": cdata.description,
+            "sha256": batch_sha256(calib),
+            "num_images": len(calib),
+            "method": config.calib_method,
+            "scope": config.int8_scope,
+            "skipped": cdata.skipped,
+        }
     vsource = config.eval_data or config.calib_data or DEFAULT_VERIFY_DATA
     vdata, verify_x = _images(vsource, "val", config.verify_images, meta)
     labels = _labels_for(vdata, meta)
@@ -105,37 +128,73 @@ def export_bundle(config: ExportConfig) -> Path:
         with atomic_directory(config.out, overwrite=config.overwrite) as tmp:
             _build(tmp, model, meta, config, calib, calib_info, verify_x, labels, vdata)
     except FileExistsError:
-        raise UserError(f"{config.out} already exists: choose another --out or pass --overwrite") from None
+        raise UserError(
+            f"{config.out} already exists: choose another --out or pass --overwrite"
+        ) from None
     log.info("bundle written to %s", config.out)
     return Path(config.out)
 
 
-def _build(out: Path, model: torch.nn.Module, meta: dict, cfg: ExportConfig,
-           calib: np.ndarray | None, calib_info: dict | None, verify_x: np.ndarray,
-           labels: np.ndarray | None, vdata: ImageSet) -> None:
+def _build(
+    out: Path,
+    model: torch.nn.Module,
+    meta: dict,
+    cfg: ExportConfig,
+    calib: np.ndarray | None,
+    calib_info: dict | None,
+    verify_x: np.ndarray,
+    labels: np.ndarray | None,
+    vdata: ImageSet,
+) -> None:
     facts = F.model_facts(meta, cfg.checkpoint, cfg.batch)  # type: ignore[arg-type]
     if calib_info:
         facts["calibration"] = calib_info
     if cfg.prune or cfg.prune_blocks:
+        unpruned = TorchRunner(model, meta).run_batches(verify_x, batch_size=16)
         facts["pruning"] = _prune(model, meta, cfg, calib, verify_x, out)
+        if labels is not None:
+            # The pruning budget is judged against the unpruned model, not the pruned reference.
+            before = compare_classification(unpruned[0], unpruned[0], labels)["top1"]
+            facts["pruning"]["top1_unpruned"] = before
     reference = TorchRunner(model, meta).run_batches(verify_x, batch_size=16)
     fp32 = out / FILENAMES["fp32"]
-    result = export_onnx(model, int(meta["img_size"]), output_names(meta), fp32,
-                         opset=cfg.opset, exporter=cfg.exporter)
-    facts["export"] = {"exporter": result.exporter, "opset": cfg.opset, "notes": list(result.notes),
-                       "dynamic_axes": {"images": [0]}}
+    result = export_onnx(
+        model,
+        int(meta["img_size"]),
+        output_names(meta),
+        fp32,
+        opset=cfg.opset,
+        exporter=cfg.exporter,
+    )
+    facts["export"] = {
+        "exporter": result.exporter,
+        "opset": cfg.opset,
+        "notes": list(result.notes),
+        "dynamic_axes": {"images": [0]},
+    }
     facts["outputs"] = F.output_specs(ort_session(fp32))
     ctx = ConvertContext(calib, cfg.calib_method, cfg.int8_scope)
     details: dict[str, dict[str, Any]] = {"fp32": {"float_ops": [], "exporter": result.exporter}}
-    parity: dict[str, Any] = {"data": vdata.description, "num_images": len(verify_x),
-                              "reference": "pytorch", "artefacts": {}}
+    parity: dict[str, Any] = {
+        "data": vdata.description,
+        "num_images": len(verify_x),
+        "reference": "pytorch",
+        "artefacts": {},
+    }
     for precision in cfg.precision:
         path = out / FILENAMES[precision]
         if precision != "fp32":
             details[precision] = CONVERTERS[precision](fp32, path, ctx)
         outputs = run_batched(ort_runner(path), verify_x)
-        entry = verify_outputs(precision, path.name, reference, outputs, meta["task"],
-                               cfg.thresholds_for(precision), labels)
+        entry = verify_outputs(
+            precision,
+            path.name,
+            reference,
+            outputs,
+            meta["task"],
+            cfg.thresholds_for(precision),
+            labels,
+        )
         parity["artefacts"][precision] = entry
         raise_if_failed(entry)
         details[precision]["thresholds"] = entry["thresholds"]
@@ -153,3 +212,11 @@ def _build(out: Path, model: torch.nn.Module, meta: dict, cfg: ExportConfig,
 
         write_triton_repo(out, out / "triton", manifest=manifest)
     write_manifest(out, manifest)
+    _make_readable(out)
+
+
+def _make_readable(root: Path) -> None:
+    """Temp files are created 0600; a bundle is meant to be copied and served by others."""
+    root.chmod(0o755)
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)

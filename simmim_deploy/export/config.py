@@ -26,7 +26,9 @@ def parse_batch(text: str | tuple[int, int, int] | list[int]) -> tuple[int, int,
         try:
             values = tuple(int(p) for p in parts)
         except ValueError:
-            raise UserError(f"--batch must look like MIN:OPT:MAX (e.g. 1:8:32), got {text!r}") from None
+            raise UserError(
+                f"--batch must look like MIN:OPT:MAX (e.g. 1:8:32), got {text!r}"
+            ) from None
     else:
         values = tuple(int(v) for v in text)
     if len(values) != 3:
@@ -105,7 +107,9 @@ class ExportConfig:
         self._check_precision()
         object.__setattr__(self, "batch", parse_batch(self.batch))
         if self.opset < 17:
-            raise UserError(f"opset must be >= 17 (LayerNormalization as one node), got {self.opset}")
+            raise UserError(
+                f"opset must be >= 17 (LayerNormalization as one node), got {self.opset}"
+            )
         if not 0.0 <= self.prune < 0.9:
             raise UserError(f"--prune must be a fraction in [0, 0.9), got {self.prune}")
         if self.recover_epochs < 0 or self.prune_blocks < 0:
@@ -131,7 +135,8 @@ class ExportConfig:
         object.__setattr__(self, "precision", ordered)
         if "int8" in ordered and not self.calib_data:
             raise UserError(
-                "--precision int8 needs real calibration images: add --calib-data PATH|builtin:NAME "
+                "--precision int8 needs real calibration images: add "
+                "--calib-data PATH|builtin:NAME "
                 "(or use --precision int8-dynamic, which needs none)"
             )
 

@@ -27,7 +27,12 @@ def output_specs(session: Any) -> list[dict[str, Any]]:
         dtype = "int64" if "int64" in out.type else "float32"
         shape = [BATCH_DIM, *[d if isinstance(d, int) else BATCH_DIM for d in out.shape[1:]]]
         specs.append(
-            {"name": out.name, "shape": shape, "dtype": dtype, "meaning": _MEANINGS.get(out.name, "")}
+            {
+                "name": out.name,
+                "shape": shape,
+                "dtype": dtype,
+                "meaning": _MEANINGS.get(out.name, ""),
+            }
         )
     return specs
 
@@ -59,7 +64,10 @@ def model_facts(
         },
         "preprocess": preprocess_block(meta),
         "batch": {"min": batch[0], "opt": batch[1], "max": batch[2]},
-        "source_checkpoint": {"path": str(Path(checkpoint).resolve()), "sha256": sha256_file(checkpoint)},
+        "source_checkpoint": {
+            "path": str(Path(checkpoint).resolve()),
+            "sha256": sha256_file(checkpoint),
+        },
         "versions": versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

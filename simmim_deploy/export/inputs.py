@@ -55,7 +55,12 @@ def preprocess_block(meta: dict[str, Any]) -> dict[str, Any]:
         # Pad with the mean colour, i.e. 0 after normalisation (the detector's training letterbox).
         return {"mode": "letterbox", "size": size, "pad_value": 0.0, **common}
     crop_pct = float(meta.get("crop_pct", 0.875))
-    return {"mode": "resize_center_crop", "resize": math.floor(size / crop_pct), "crop": size, **common}
+    return {
+        "mode": "resize_center_crop",
+        "resize": math.floor(size / crop_pct),
+        "crop": size,
+        **common,
+    }
 
 
 def _classification_transform(block: dict[str, Any]):  # noqa: ANN202 - torchvision Compose

@@ -165,8 +165,9 @@ def _prune_channels(encoder: nn.Module, img_size: int, ratio: float) -> None:
             _set_heads(blk.attn, heads, blk.attn.qkv.out_features // (3 * heads))
 
 
-def _pruner(tp: Any, encoder: nn.Module, example: torch.Tensor, ratio: float, ignored: list,
-            num_heads: dict) -> Any:
+def _pruner(
+    tp: Any, encoder: nn.Module, example: torch.Tensor, ratio: float, ignored: list, num_heads: dict
+) -> Any:
     return tp.pruner.MetaPruner(
         encoder,
         example,

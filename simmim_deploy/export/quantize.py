@@ -84,9 +84,9 @@ def linear_scope_nodes(model: onnx.ModelProto) -> list[str]:
     graph_inputs = {i.name for i in model.graph.input}
     picked = []
     for node in model.graph.node:
-        if node.op_type in ("MatMul", "Gemm") and any(i in weights for i in node.input[:2]):
-            picked.append(node.name)
-        elif node.op_type == "Conv" and node.input[0] in graph_inputs:
+        linear = node.op_type in ("MatMul", "Gemm") and any(i in weights for i in node.input[:2])
+        patch_embed = node.op_type == "Conv" and node.input[0] in graph_inputs
+        if linear or patch_embed:
             picked.append(node.name)
     return picked
 
@@ -190,7 +190,13 @@ def quantize_dynamic_int8(src: str | Path, dst: str | Path) -> QuantInfo:
 def describe_quantized(model: onnx.ModelProto, mode: str) -> QuantInfo:
     """Which compute ops read INT8 data and which stayed float."""
     dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    int_ops = {"MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv", "DynamicQuantizeLinear"}
+    int_ops = {
+        "MatMulInteger",
+        "ConvInteger",
+        "QLinearMatMul",
+        "QLinearConv",
+        "DynamicQuantizeLinear",
+    }
     quantized, floats, count = set(), set(), 0
     for node in model.graph.node:
         if node.op_type in _STRUCTURAL and node.op_type != "DynamicQuantizeLinear":

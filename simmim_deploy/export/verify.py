@@ -132,7 +132,9 @@ def check_thresholds(metrics: dict[str, float], t: Thresholds, task: str) -> lis
     if t.max_abs is not None and metrics["max_abs"] > t.max_abs:
         fails.append(f"logits max abs error {metrics['max_abs']:.2e} > {t.max_abs:g}")
     if t.min_top1_agreement is not None and metrics["top1_agreement"] < t.min_top1_agreement:
-        fails.append(f"logits top-1 agreement {metrics['top1_agreement']:.3f} < {t.min_top1_agreement}")
+        fails.append(
+            f"logits top-1 agreement {metrics['top1_agreement']:.3f} < {t.min_top1_agreement}"
+        )
     drop = metrics.get("top1_drop")
     if t.max_metric_drop is not None and drop is not None and drop > t.max_metric_drop:
         fails.append(f"top-1 drop {drop:.2f} pt > {t.max_metric_drop} pt")
@@ -187,15 +189,71 @@ def verify_bundle(
         bundle: bundle directory.
         data: ``builtin:NAME`` or an image folder (labelled ones add the task metric).
         limit: images to use.
-        reference: ``torch`` (the source checkpoint must exist), ``fp32`` (the bundle's FP32
-            ONNX) or ``auto`` (torch when the checkpoint is there, else fp32).
+        reference: ``torch`` (the source checkpoint, or the bundle's pruned one), ``fp32`` (the
+            bundle's FP32 ONNX) or ``auto`` (torch when the checkpoint exists, else fp32).
 
     Returns:
         The parity report (also written to ``BUNDLE/report/parity.json``).
 
     Raises:
-        VerificationError: an artefact misses its budget.
+        VerificationError: an artefact misses its budget (recorded thresholds or defaults).
     """
-    from simmim_deploy.export.report import verify_bundle_impl
+    import json
 
-    return verify_bundle_impl(Path(bundle), data, limit, reference)
+    from simmim_deploy.core.atomic import atomic_write_text
+    from simmim_deploy.core.manifest import read_manifest
+    from simmim_deploy.export.config import DEFAULT_THRESHOLDS
+    from simmim_deploy.export.inputs import load_image_set, preprocess
+
+    root = Path(bundle)
+    manifest = read_manifest(root)
+    meta = _meta_from_manifest(manifest)
+    images = load_image_set(data, "val", limit)
+    x = preprocess(images.images, meta)
+    ref_runner, ref_name = _reference_runner(root, manifest, reference)
+    ref = run_batched(ref_runner, x)
+    same_classes = [str(c) for c in images.class_names or []] == manifest["class_names"]
+    labels = images.labels if manifest["task"] == "classification" and same_classes else None
+    report: dict[str, Any] = {
+        "data": images.description,
+        "num_images": len(x),
+        "reference": ref_name,
+        "artefacts": {},
+    }
+    for precision, art in manifest["artefacts"].items():
+        recorded = art.get("thresholds")
+        t = Thresholds(**recorded) if recorded else DEFAULT_THRESHOLDS[precision]
+        out = run_batched(ort_runner(root / art["file"]), x)
+        report["artefacts"][precision] = verify_outputs(
+            precision, art["file"], ref, out, manifest["task"], t, labels
+        )
+    atomic_write_text(root / "report" / "parity.json", json.dumps(report, indent=2) + "\n")
+    for entry in report["artefacts"].values():
+        raise_if_failed(entry)
+    return report
+
+
+def _meta_from_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing facts of a checkpoint meta, rebuilt from the manifest."""
+    pre = manifest["preprocess"]
+    size = pre.get("crop") or pre["size"]
+    return {
+        "task": manifest["task"],
+        "img_size": size,
+        "mean": pre["mean"],
+        "std": pre["std"],
+        "interpolation": pre["interpolation"],
+        "crop_pct": size / pre["resize"] if pre.get("resize") else 1.0,
+    }
+
+
+def _reference_runner(root: Path, manifest: dict[str, Any], reference: str) -> tuple[Runner, str]:
+    pruned = root / manifest.get("pruning", {}).get("checkpoint", "pruned.pt")
+    source = pruned if pruned.is_file() else Path(manifest["source_checkpoint"]["path"])
+    if reference in ("torch", "auto") and source.is_file():
+        from simmim_deploy.export.torch_runner import TorchRunner
+
+        return TorchRunner.from_checkpoint(source), f"pytorch ({source.name})"
+    if reference == "torch":
+        raise UserError(f"the source checkpoint {source} is gone: use --reference fp32")
+    return ort_runner(root / manifest["artefacts"]["fp32"]["file"]), "fp32 onnx"

@@ -48,7 +48,9 @@ async def extract_images(request: Any, body: bytes, max_images: int) -> list[tup
     if not body:
         raise ApiError(400, "empty request: send an image (raw body or multipart field 'images')")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in ("", "application/octet-stream") or ctype.startswith("image/"):
+    # curl --data-binary sends x-www-form-urlencoded unless told otherwise: take it as raw bytes.
+    raw = ("", "application/octet-stream", "application/x-www-form-urlencoded")
+    if ctype in raw or ctype.startswith("image/"):
         return [("body", body)]
     if ctype != "multipart/form-data":
         raise ApiError(

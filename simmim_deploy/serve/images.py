@@ -10,9 +10,9 @@ Decisions, stated once:
   sideways plus an orientation tag; every viewer shows the image upright, users label it upright,
   and boxes must land on the image as the user sees it. ``width``/``height`` in results are those
   of the upright image.
-* **Any mode to RGB.** Palette and alpha images are converted the way torchvision's ``pil_loader``
-  does (``convert("RGB")``: alpha is dropped), so serving sees what training saw; 16-bit and
-  float greyscale are scaled to 8 bits first instead of being clipped.
+* **Any mode to RGB, exactly as training loads images** (``simmim_deploy.data.images``): alpha
+  composited on white, 16-bit and float greyscale scaled to 8 bits instead of clipped, so serving
+  sees what training saw.
 * Animated images use their first frame. Truncated files are errors, never half-grey images.
 """
 
@@ -91,14 +91,31 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to RGB (16-bit and float greyscale scaled to 8 bits first)."""
-    if img.mode == "RGB":
+    """Any Pillow mode to 8-bit RGB, exactly as training's ``simmim_deploy.data.images.to_rgb``.
+
+    Alpha (and palette transparency) is composited on white; 16-bit greyscale is scaled by 1/257;
+    float images are stretched to their own min..max. (Duplicated because the edge runtime may
+    not import ``simmim_deploy.data``; a test keeps the two identical.)
+    """
+    mode = img.mode
+    if mode == "RGB":
         return img
-    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if (img.mode.startswith("I;16") or arr.max() > 255) else 255.0
-        if img.mode == "F" and arr.max() <= 1.0:
-            peak = 1.0
-        arr8 = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return Image.fromarray(arr8, mode="L").convert("RGB")
-    return img.convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+        if mode == "RGB":
+            return img
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode.startswith("I") or mode == "F":
+        arr = np.asarray(img).astype(np.float64)
+        if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) > 255):
+            arr = arr / 257.0
+        elif mode == "F":
+            lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
+            arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV: Pillow's conversion is right

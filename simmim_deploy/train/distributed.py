@@ -39,7 +39,7 @@ class DistInfo:
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> CUDA if available else CPU; ``"cuda"`` without a GPU is a :class:`UserError`."""
+    """``"auto"``: CUDA if available, else CPU. ``"cuda"`` without a GPU is a :class:`UserError`."""
     name = device.lower()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

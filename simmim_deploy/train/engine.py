@@ -25,9 +25,7 @@ finishes bitwise equal to an uninterrupted one (CPU, same world size).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.train import checkpointing as ckpt
 from simmim_deploy.train import distributed as dist
+from simmim_deploy.train.checkpointing import state_digest
 from simmim_deploy.train.engine_config import (
     AMP_DTYPES,
     EngineConfig,
@@ -48,7 +47,7 @@ from simmim_deploy.train.engine_config import (
     seed_everything,
     steps_per_epoch,
 )
-from simmim_deploy.train.run_log import RunLogger
+from simmim_deploy.train.run_log import MetricWindow, RunLogger
 from simmim_deploy.train.sampler import ResumableSampler
 
 __all__ = [
@@ -113,8 +112,21 @@ def fit(
         resume_step=progress["global_step"] if progress["global_step"] > 0 else None,
         progress=config.progress,
     )
-    loop = _Loop(model, task, train_dataset, config, optimizer, scheduler, scaler, out, info,
-                 logger, meta or {}, collate_fn, progress)
+    loop = _Loop(
+        model,
+        task,
+        train_dataset,
+        config,
+        optimizer,
+        scheduler,
+        scaler,
+        out,
+        info,
+        logger,
+        meta or {},
+        collate_fn,
+        progress,
+    )
     try:
         return loop.run(description)
     finally:
@@ -131,8 +143,14 @@ def _start_or_resume(
     scaler: torch.amp.GradScaler,
 ) -> dict[str, Any]:
     path = ckpt.last_checkpoint_path(out)
-    fresh = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "images_seen": 0,
-             "epoch_loss_sum": 0.0, "world_size": info.world_size}
+    fresh = {
+        "epoch": 0,
+        "step_in_epoch": 0,
+        "global_step": 0,
+        "images_seen": 0,
+        "epoch_loss_sum": 0.0,
+        "world_size": info.world_size,
+    }
     if path.is_file() and not config.resume:
         raise UserError(
             f"{out} already holds a run ({path.relative_to(out)}): pass --resume to continue "
@@ -143,7 +161,11 @@ def _start_or_resume(
         return fresh
     state = ckpt.load_training_state(path, map_location="cpu")
     progress = ckpt.restore_training_state(
-        state, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+        state,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
         rank=info.rank,
     )
     return {**fresh, **progress}
@@ -152,19 +174,44 @@ def _start_or_resume(
 class _Loop:
     """State of one ``fit`` call, split into short methods."""
 
-    def __init__(self, model, task, dataset, config, optimizer, scheduler, scaler, out, info,
-                 logger, meta, collate_fn, progress) -> None:  # noqa: ANN001 - private
+    def __init__(
+        self,
+        model,
+        task,
+        dataset,
+        config,
+        optimizer,
+        scheduler,
+        scaler,
+        out,
+        info,
+        logger,
+        meta,
+        collate_fn,
+        progress,
+    ) -> None:  # noqa: ANN001 - private
         self.model, self.task, self.dataset, self.cfg = model, task, dataset, config
         self.opt, self.sched, self.scaler, self.out, self.info = (
-            optimizer, scheduler, scaler, out, info)
+            optimizer,
+            scheduler,
+            scaler,
+            out,
+            info,
+        )
         self.logger, self.meta, self.p = logger, meta, progress
         self.steps = steps_per_epoch(len(dataset), config, info.world_size)
-        self.sampler = ResumableSampler(dataset, info.world_size, info.rank, shuffle=True,
-                                        seed=config.seed)
+        self.sampler = ResumableSampler(
+            dataset, info.world_size, info.rank, shuffle=True, seed=config.seed
+        )
         self.generator = torch.Generator()  # keeps DataLoader seeding off the global RNG
         self.loader = DataLoader(
-            dataset, batch_size=config.batch_size, sampler=self.sampler, drop_last=True,
-            num_workers=config.num_workers, collate_fn=collate_fn, generator=self.generator,
+            dataset,
+            batch_size=config.batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=config.num_workers,
+            collate_fn=collate_fn,
+            generator=self.generator,
             pin_memory=info.device.type == "cuda",
         )
         self.ddp = None
@@ -177,13 +224,14 @@ class _Loop:
             self.train_model = torch.compile(self.train_model)
         self.amp_dtype = AMP_DTYPES[config.precision]
         self.history: list[dict[str, float]] = []
-        self._window = _Window()
+        self._window = MetricWindow()
         self.last_loss = math.nan
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The one mixed-precision context (disabled in fp32)."""
-        return torch.autocast(self.info.device.type, dtype=self.amp_dtype,
-                              enabled=self.amp_dtype is not None)
+        return torch.autocast(
+            self.info.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
+        )
 
     def run(self, description: str) -> FitResult:
         total = self.steps * self.cfg.epochs
@@ -201,10 +249,16 @@ class _Loop:
         if len(set(digests)) > 1:  # DDP keeps replicas equal; a difference is a real bug
             raise RuntimeError(f"model weights differ across ranks: {digests}")
         return FitResult(
-            model=self.model, rank_digests=digests, global_step=self.p["global_step"],
-            epochs_completed=self.p["epoch"], images_seen=self.p["images_seen"],
-            last_loss=self.last_loss, history=self.history, stopped_early=stopped,
-            checkpoint=ckpt.last_checkpoint_path(self.out), dist=self.info,
+            model=self.model,
+            rank_digests=digests,
+            global_step=self.p["global_step"],
+            epochs_completed=self.p["epoch"],
+            images_seen=self.p["images_seen"],
+            last_loss=self.last_loss,
+            history=self.history,
+            stopped_early=stopped,
+            checkpoint=ckpt.last_checkpoint_path(self.out),
+            dist=self.info,
         )
 
     def _stop_now(self) -> bool:
@@ -268,7 +322,10 @@ class _Loop:
         self._window.add_step(mean_loss, grad_norm, images * self.info.world_size)
         lr = max(g["lr"] for g in self.opt.param_groups)
         self.logger.advance(f"loss {mean_loss:.4f} lr {lr:.2e} {self._window.rate():.0f} img/s")
-        if step % max(self.cfg.log_every_steps, 1) == 0 or self.p["step_in_epoch"] + 1 == self.steps:
+        if (
+            step % max(self.cfg.log_every_steps, 1) == 0
+            or self.p["step_in_epoch"] + 1 == self.steps
+        ):
             self._log_window(epoch, lr)
 
     def _optimizer_step(self) -> torch.Tensor:
@@ -285,7 +342,7 @@ class _Loop:
     def _log_window(self, epoch: int, lr: float) -> None:
         row = {"epoch": epoch + 1, "lr": lr, **self._window.summary()}
         self.logger.log(self.p["global_step"], row)
-        self._window = _Window()
+        self._window = MetricWindow()
 
     def _end_epoch(self, epoch: int) -> None:
         steps_done = self.steps
@@ -310,53 +367,12 @@ class _Loop:
         rng = dist.all_gather_objects(ckpt.capture_rng_state())
         if self.info.is_main:
             ckpt.save_training_state(
-                ckpt.last_checkpoint_path(self.out), model=self.model, optimizer=self.opt,
-                scheduler=self.sched, scaler=self.scaler,
-                progress={**self.p, "world_size": self.info.world_size}, rng=rng, meta=self.meta,
+                ckpt.last_checkpoint_path(self.out),
+                model=self.model,
+                optimizer=self.opt,
+                scheduler=self.sched,
+                scaler=self.scaler,
+                progress={**self.p, "world_size": self.info.world_size},
+                rng=rng,
+                meta=self.meta,
             )
-
-
-def state_digest(model: nn.Module) -> str:
-    """SHA-256 of the model's state dict (names, dtypes, shapes and bytes), 16 hex digits."""
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-class _Window:
-    """Running sums between two metric rows."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.steps = 0
-        self.images = 0
-        self.loss = 0.0
-        self.grad_norm = torch.zeros(())
-        self.logs: dict[str, Any] = {}
-
-    def add_logs(self, logs: dict[str, Any], weight: float) -> None:
-        for key, value in logs.items():
-            value = value.detach().float() if isinstance(value, torch.Tensor) else float(value)
-            self.logs[key] = self.logs.get(key, 0.0) + value * weight
-
-    def add_step(self, loss: float, grad_norm: torch.Tensor, images: int) -> None:
-        self.steps += 1
-        self.images += images
-        self.loss += loss
-        self.grad_norm = self.grad_norm.to(grad_norm.device) + grad_norm.float()
-
-    def rate(self) -> float:
-        return self.images / max(time.perf_counter() - self.start, 1e-9)
-
-    def summary(self) -> dict[str, float]:
-        n = max(self.steps, 1)
-        out = {
-            "loss": self.loss / n,
-            "grad_norm": float(self.grad_norm) / n,
-            "images_per_s": self.rate(),
-        }
-        out.update({k: float(v) / n for k, v in self.logs.items()})
-        return out

@@ -132,21 +132,40 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
     if int(_env("RANK", "0")) == 0:  # the process group starts inside fit
         save_config(resolved, out / "config.yaml")
     task = _task(config, model, dataset)
-    meta = {"kind": "simmim-pretrain", "model_name": config.model, "img_size": model.img_size,
-            "config": config_to_dict(resolved)}
-    result = fit(model, task, dataset, engine_cfg, optimizer, scheduler, out, meta=meta,
-                 description="pretrain")
+    meta = {
+        "kind": "simmim-pretrain",
+        "model_name": config.model,
+        "img_size": model.img_size,
+        "config": config_to_dict(resolved),
+    }
+    result = fit(
+        model,
+        task,
+        dataset,
+        engine_cfg,
+        optimizer,
+        scheduler,
+        out,
+        meta=meta,
+        description="pretrain",
+    )
     dist.barrier()  # every rank's skip records are on disk before rank 0 merges them
     summary: dict[str, Any] = {}
     if result.dist.is_main:
-        encoder_path = save_encoder(model, out / "encoder.safetensors", _encoder_meta(model, config))
+        encoder_path = save_encoder(
+            model, out / "encoder.safetensors", _encoder_meta(model, config)
+        )
         skipped = skip_log.finalize()
         summary = {
-            "out": str(out), "global_step": result.global_step,
-            "epochs_completed": result.epochs_completed, "images_seen": result.images_seen,
-            "final_loss": result.last_loss, "skipped": skipped,
+            "out": str(out),
+            "global_step": result.global_step,
+            "epochs_completed": result.epochs_completed,
+            "images_seen": result.images_seen,
+            "final_loss": result.last_loss,
+            "skipped": skipped,
             "skipped_list": str(out / "skipped.txt") if skipped else None,
-            "encoder": str(encoder_path), "stopped_early": result.stopped_early,
+            "encoder": str(encoder_path),
+            "stopped_early": result.stopped_early,
             "rank_digests": result.rank_digests,
         }
     dist.barrier()
@@ -168,12 +187,14 @@ def _build(config: PretrainConfig, source: Any, skip_log: Any) -> tuple[Any, Any
     from simmim_deploy.models.simmim import build_simmim
 
     timm_kwargs = {"window_size": config.window_size} if config.window_size else {}
-    model = build_simmim(config.model, img_size=config.img_size, drop_path_rate=config.drop_path,
-                         **timm_kwargs)
+    model = build_simmim(
+        config.model, img_size=config.img_size, drop_path_rate=config.drop_path, **timm_kwargs
+    )
     if config.init_from:
         load_simmim_checkpoint_for_init(model, config.init_from)
-    masks = MaskGenerator(model.img_size, config.mask_patch_size, model.patch_size,
-                          config.mask_ratio)
+    masks = MaskGenerator(
+        model.img_size, config.mask_patch_size, model.patch_size, config.mask_ratio
+    )
     transform = PretrainTransform(model.data_config, model.img_size)
     dataset = PretrainDataset(source, transform, masks, seed=config.seed, skip_log=skip_log)
     return model, dataset, skip_log
@@ -185,11 +206,19 @@ def _optimisation(config: PretrainConfig, model: Any, num_samples: int) -> tuple
     from simmim_deploy.train.schedule import build_scheduler
 
     engine_cfg = EngineConfig(
-        epochs=config.epochs, batch_size=config.batch_size, accumulation=config.accumulation,
-        device=config.device, precision=config.precision, compile=config.compile,
-        clip_grad=config.clip_grad, num_workers=config.num_workers, seed=config.seed,
-        save_every_steps=config.save_every_steps, log_every_steps=config.log_every_steps,
-        resume=config.resume, stop_at_step=config.stop_at_step,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        accumulation=config.accumulation,
+        device=config.device,
+        precision=config.precision,
+        compile=config.compile,
+        clip_grad=config.clip_grad,
+        num_workers=config.num_workers,
+        seed=config.seed,
+        save_every_steps=config.save_every_steps,
+        log_every_steps=config.log_every_steps,
+        resume=config.resume,
+        stop_at_step=config.stop_at_step,
     )
     world = int(_env("WORLD_SIZE", "1"))
     steps = steps_per_epoch(num_samples, engine_cfg, world)
@@ -198,12 +227,18 @@ def _optimisation(config: PretrainConfig, model: Any, num_samples: int) -> tuple
         return scale_lr(lr, config.batch_size, world, config.accumulation)
 
     betas = (float(config.betas[0]), float(config.betas[1]))
-    optimizer = build_optimizer(model, scaled(config.base_lr), config.weight_decay, betas,
-                                config.eps, None)
+    optimizer = build_optimizer(
+        model, scaled(config.base_lr), config.weight_decay, betas, config.eps, None
+    )
     scheduler = build_scheduler(
-        optimizer, total_steps=steps * config.epochs, warmup_steps=steps * config.warmup_epochs,
-        kind=config.schedule, warmup_lr=scaled(config.warmup_lr), min_lr=scaled(config.min_lr),
-        milestones=[m * steps for m in config.milestones], gamma=config.gamma,
+        optimizer,
+        total_steps=steps * config.epochs,
+        warmup_steps=steps * config.warmup_epochs,
+        kind=config.schedule,
+        warmup_lr=scaled(config.warmup_lr),
+        min_lr=scaled(config.min_lr),
+        milestones=[m * steps for m in config.milestones],
+        gamma=config.gamma,
     )
     return engine_cfg, optimizer, scheduler
 
@@ -212,8 +247,11 @@ def _task(config: PretrainConfig, model: Any, dataset: Any) -> Any:
     from simmim_deploy.train.pretrain_task import SimMIMTask
 
     return SimMIMTask(
-        patch_size=model.patch_size, loss_type=config.loss_type, norm_target=config.norm_target,
-        preview=dataset, mean=tuple(model.data_config["mean"]),
+        patch_size=model.patch_size,
+        loss_type=config.loss_type,
+        norm_target=config.norm_target,
+        preview=dataset,
+        mean=tuple(model.data_config["mean"]),
         std=tuple(model.data_config["std"]),
     )
 

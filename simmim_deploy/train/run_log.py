@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -132,6 +134,42 @@ class RunLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+class MetricWindow:
+    """Running sums of the training steps between two metric rows."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.steps = 0
+        self.images = 0
+        self.loss = 0.0
+        self.grad_norm = torch.zeros(())
+        self.logs: dict[str, Any] = {}
+
+    def add_logs(self, logs: dict[str, Any], weight: float) -> None:
+        for key, value in logs.items():
+            value = value.detach().float() if isinstance(value, torch.Tensor) else float(value)
+            self.logs[key] = self.logs.get(key, 0.0) + value * weight
+
+    def add_step(self, loss: float, grad_norm: torch.Tensor, images: int) -> None:
+        self.steps += 1
+        self.images += images
+        self.loss += loss
+        self.grad_norm = self.grad_norm.to(grad_norm.device) + grad_norm.float()
+
+    def rate(self) -> float:
+        return self.images / max(time.perf_counter() - self.start, 1e-9)
+
+    def summary(self) -> dict[str, float]:
+        n = max(self.steps, 1)
+        out = {
+            "loss": self.loss / n,
+            "grad_norm": float(self.grad_norm) / n,
+            "images_per_s": self.rate(),
+        }
+        out.update({k: float(v) / n for k, v in self.logs.items()})
+        return out
 
 
 def _fmt(value: Any) -> Any:

@@ -27,13 +27,25 @@ CPU = ["--device", "cpu", "--workers", "0"]
 def _run(*args: str, timeout: int = 240, torchrun: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2 shared cores: threads only contend
     if torchrun:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                    "--master_port", "29531", "-m", "simmim_deploy.cli.main"]
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29531",
+            "-m",
+            "simmim_deploy.cli.main",
+        ]
     else:
         launcher = [sys.executable, "-m", "simmim_deploy.cli.main"]
     return subprocess.run(
         [*launcher, "train", "pretrain", *args],
-        capture_output=True, text=True, timeout=timeout, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -44,14 +56,26 @@ def _encoder(out: Path) -> dict[str, torch.Tensor]:
 def test_help_has_example():
     result = subprocess.run(
         [sys.executable, "-m", "simmim_deploy.cli.main", "train", "pretrain", "--help"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0 and "Example: simmim-deploy train pretrain" in result.stdout
 
 
 # 1,797 digits, batch 64: 28 steps per epoch, 56 in all
-COMMON = ["--data", "builtin:digits", *TINY, *CPU, "--epochs", "2", "--batch-size", "64",
-          "--lr", "0.02"]
+COMMON = [
+    "--data",
+    "builtin:digits",
+    *TINY,
+    *CPU,
+    "--epochs",
+    "2",
+    "--batch-size",
+    "64",
+    "--lr",
+    "0.02",
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +91,8 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_pretrain_builtin_learns_and_writes_run(straight_run):
     out = straight_run
-    rows = [r for r in csv.DictReader(open(out / "metrics.csv")) if r["loss"]]
+    with open(out / "metrics.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["loss"]]
     losses = [float(r["loss"]) for r in rows]
     assert len(losses) >= 5 and losses[-1] < 0.9 * losses[0], losses
     for rel in ["checkpoints/last.pt", "config.yaml", "reconstructions/epoch_002.png"]:
@@ -115,8 +140,21 @@ def test_folder_with_broken_files_skips_and_counts(spaced_tmp):
     _write_folder(data)
     out = spaced_tmp / "run out"
     # 16 files pass the header scan (15 good + truncated): 4 steps of 4 read every one
-    result = _run("--data", str(data), *TINY, "--device", "cpu", "--workers", "2",
-                  "--epochs", "1", "--batch-size", "4", "--out", str(out))
+    result = _run(
+        "--data",
+        str(data),
+        *TINY,
+        "--device",
+        "cpu",
+        "--workers",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert "3 file(s) skipped" in result.stdout and "skipped.txt" in result.stdout
     lines = (out / "skipped.txt").read_text().splitlines()
@@ -135,8 +173,22 @@ def test_missing_path_is_one_line_error(tmp_path):
 @pytest.mark.timeout(300)
 def test_ddp_two_cpu_processes_keep_identical_weights(tmp_path):
     out = tmp_path / "ddp"
-    result = _run("--data", "builtin:digits", *TINY, *CPU, "--epochs", "1", "--batch-size",
-                  "16", "--stop-at-step", "12", "--out", str(out), torchrun=True, timeout=280)
+    result = _run(
+        "--data",
+        "builtin:digits",
+        *TINY,
+        *CPU,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--stop-at-step",
+        "12",
+        "--out",
+        str(out),
+        torchrun=True,
+        timeout=280,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("ranks: 2"))
     digests = line.split(":")[-1].split()

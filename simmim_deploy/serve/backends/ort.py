@@ -60,6 +60,12 @@ class OrtBackend:
         self.notes: list[str] = []
         available = ort.get_available_providers()
         self.requested = [p for p in PROVIDER_SETS[providers] if p in available]
+        first = PROVIDER_SETS[providers][0]
+        if providers != "ort" and first not in available:  # asked for explicitly: no fallback
+            raise UserError(
+                f"--backend {providers} needs {first}, but this ONNX Runtime offers {available}: "
+                "pip install 'simmim-deploy[gpu]' (onnxruntime-gpu) or use --backend ort"
+            )
         if not self.requested:
             raise UserError(
                 f"ONNX Runtime here offers {available}, none of {list(PROVIDER_SETS[providers])};"

@@ -45,7 +45,8 @@ def _ok(cudart: Any, result: Any) -> Any:
     """Unpack a cuda-python ``(err, *values)`` tuple, raising on error."""
     err, *values = result if isinstance(result, tuple) else (result,)
     if err != cudart.cudaError_t.cudaSuccess:
-        raise RuntimeError(f"CUDA error: {cudart.cudaGetErrorName(err)[1]}")
+        name = cudart.cudaGetErrorName(err)[1]
+        raise RuntimeError(f"CUDA error: {name.decode() if isinstance(name, bytes) else name}")
     return values[0] if len(values) == 1 else values
 
 

@@ -36,6 +36,15 @@ def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict) -> Path:
 
 
 @torch.no_grad()
+def spread_init(model: torch.nn.Module) -> None:
+    """Linear weights with std 1/sqrt(fan_in): timm's std-0.02 init gives near-constant
+    features, so every image would look alike and parity numbers would mean nothing."""
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Linear):
+            torch.nn.init.normal_(mod.weight, std=mod.in_features**-0.5)
+
+
+@torch.no_grad()
 def fit_head_on_digits(
     model: torch.nn.Module, meta: dict, limit: int = 1000, ridge: float = 0.1
 ) -> None:
@@ -60,13 +69,14 @@ def fit_head_on_digits(
 
 
 def build_classification_checkpoint(
-    path: Path, model_name: str, img_size: int, fit_head: bool = True, **kw: Any
+    path: Path, model_name: str, img_size: int, fit_head: bool = True, seed: int = 0, **kw: Any
 ) -> Path:
     from simmim_deploy.models.classifier import build_classifier_from_meta
 
     meta = classifier_meta(model_name, img_size, [str(i) for i in range(10)], **kw)
-    model = build_classifier_from_meta(meta)
-    model.eval()
+    torch.manual_seed(seed)
+    model = build_classifier_from_meta(meta).eval()
+    spread_init(model)
     if fit_head:
         fit_head_on_digits(model, meta)
     return save_checkpoint(path, model, meta)

@@ -8,12 +8,8 @@ from PIL import Image
 
 from simmim_deploy.core.boxes import boxes_to_original, letterbox_geometry
 from simmim_deploy.data.coco import letterbox
-from simmim_deploy.models.postprocess import (
-    PAD_LABEL,
-    PostprocessConfig,
-    boxes_to_original as boxes_to_original_torch,
-    postprocess,
-)
+from simmim_deploy.models import postprocess as pp
+from simmim_deploy.models.postprocess import PAD_LABEL, PostprocessConfig, postprocess
 
 CFG = PostprocessConfig(score_thresh=0.1, nms_iou=0.5, pre_nms_topk=100, max_dets=5)
 
@@ -71,7 +67,7 @@ def test_mapping_back_to_original_coordinates():
     np.testing.assert_allclose(orig[1], [187.5, 62.5, 200, 100], rtol=1e-5)  # clipped
     shifted = boxes_to_original(net + [4, 2, 4, 2], 0.32, pad=(4, 2))
     np.testing.assert_allclose(shifted[0], orig[0], rtol=1e-5)
-    t = boxes_to_original_torch(torch.from_numpy(net), geo.scale, (0, 0), geo.original)
+    t = pp.boxes_to_original(torch.from_numpy(net), geo.scale, (0, 0), geo.original)
     np.testing.assert_allclose(t.numpy(), orig, rtol=1e-6)
 
 

@@ -57,6 +57,37 @@ def test_classification_lines_errors_and_partial_batch(cls_bundle: Path, mixed_d
         assert r["topk"][0]["index"] == int(np.argmax(logits))
 
 
+def test_explicit_provider_without_it_is_a_user_error(cls_bundle: Path) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA")
+    with pytest.raises(UserError, match="needs CUDAExecutionProvider"):
+        Runtime(cls_bundle, "ort-cuda")
+    with pytest.raises(UserError, match="no TensorRT engine"):
+        Runtime(cls_bundle, "trt")
+    assert Runtime(cls_bundle, "auto").describe()["backend"]["providers_used"][-1] == (
+        "CPUExecutionProvider"
+    )
+
+
+def test_engine_without_tensorrt_falls_back_with_a_note(cls_bundle: Path, tmp_path: Path) -> None:
+    from simmim_deploy.core.environment import real_tensorrt
+    from simmim_deploy.core.errors import MissingExtraError
+
+    if real_tensorrt() is not None:
+        pytest.skip("TensorRT is installed here")
+    bundle = tmp_path / "with engine"
+    shutil.copytree(cls_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["engines"] = [{"file": "model.sm89.trt10.13.fp16.engine", "precision": "fp16",
+                            "compute_capability": "8.9", "tensorrt_version": "10.13"}]  # fmt: skip
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(MissingExtraError, match="simmim-deploy\\[tensorrt\\]"):
+        Runtime(bundle, "trt")
+    described = Runtime(bundle, "auto").describe()["backend"]
+    assert described["backend"] == "onnxruntime"
+    assert "TensorRT engine not used" in described["notes"][0]
+
+
 def test_sources_files_globs_lists(image_dir: Path, tmp_path: Path) -> None:
     every = expand_sources([str(image_dir)])
     assert len(every) == 5

@@ -79,6 +79,23 @@ def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
+def test_mode_conversion_equals_the_training_loader() -> None:
+    from simmim_deploy.data.images import to_rgb as training_to_rgb
+    from simmim_deploy.serve.images import _to_rgb
+
+    photo = Image.fromarray(real_photos()[2]).resize((24, 16))
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((24, 16)))
+    palette = photo.convert("P")
+    palette.info["transparency"] = 3
+    gray16 = Image.fromarray((np.asarray(photo.convert("L"), np.uint16) * 250).astype(np.uint16))
+    floats = Image.fromarray(np.asarray(photo.convert("L"), np.float32) / 7.0, mode="F")
+    for img in (photo.convert("L"), rgba, photo.convert("LA"), palette, photo.convert("CMYK"),
+                gray16, photo.convert("I"), floats, photo.convert("1")):  # fmt: skip
+        ours, theirs = np.asarray(_to_rgb(img)), np.asarray(training_to_rgb(img))
+        np.testing.assert_array_equal(ours, theirs, err_msg=img.mode)
+
+
 def test_decoding_modes_exif_and_limits() -> None:
     photo = Image.fromarray(real_photos()[0]).resize((40, 20))
     for mode in ("L", "RGBA", "P", "CMYK", "I;16"):

@@ -35,9 +35,14 @@ def test_round_trip_restores_everything(tmp_path):
     sched.step()
     path = last_checkpoint_path(tmp_path)
     save_training_state(
-        path, model=model, optimizer=opt, scheduler=sched, scaler=None,
+        path,
+        model=model,
+        optimizer=opt,
+        scheduler=sched,
+        scaler=None,
         progress={"epoch": 2, "step_in_epoch": 3, "global_step": 7},
-        rng=[capture_rng_state()], meta={"model_name": "x", "img_size": 32},
+        rng=[capture_rng_state()],
+        meta={"model_name": "x", "img_size": 32},
     )
     expected = (random.random(), np.random.rand(), torch.rand(1))
     # weights_only=True works on the raw file (no pickled code needed)
@@ -86,8 +91,16 @@ class _Regression(TrainTask):
 def _train(out, stop=None, resume=False):
     seed_everything(0)
     model, opt, sched = _parts()
-    cfg = EngineConfig(epochs=3, batch_size=4, accumulation=2, device="cpu",
-                       save_every_steps=4, stop_at_step=stop, resume=resume, progress=False)
+    cfg = EngineConfig(
+        epochs=3,
+        batch_size=4,
+        accumulation=2,
+        device="cpu",
+        save_every_steps=4,
+        stop_at_step=stop,
+        resume=resume,
+        progress=False,
+    )
     fit(model, _Regression(), _Data(), cfg, opt, sched, out)
     return model.state_dict()
 
@@ -122,8 +135,9 @@ def test_non_finite_loss_stops_and_keeps_last_good(tmp_path):
 
     seed_everything(0)
     model, opt, sched = _parts()
-    cfg = EngineConfig(epochs=3, batch_size=4, accumulation=2, device="cpu",
-                       save_every_steps=4, progress=False)
+    cfg = EngineConfig(
+        epochs=3, batch_size=4, accumulation=2, device="cpu", save_every_steps=4, progress=False
+    )
     with pytest.raises(UserError, match="loss became nan at step 6"):
         fit(model, Exploding(), _Data(), cfg, opt, sched, tmp_path)
     state = load_training_state(last_checkpoint_path(tmp_path))

@@ -60,8 +60,11 @@ def test_equals_pycocotools_on_noisy_detections(seed):
         for _ in range(3):  # jittered duplicates, some with the wrong class
             box = np.array(ann["bbox"], float) + rng.normal(0, 3, 4)
             cat = ann["category_id"] if rng.random() < 0.8 else 16 - ann["category_id"]
-            results.append({"image_id": ann["image_id"], "category_id": int(cat),
-                            "bbox": [float(v) for v in box], "score": float(rng.random())})  # fmt: skip
+            bbox = [float(v) for v in box]
+            results.append(
+                {"image_id": ann["image_id"], "category_id": int(cat), "bbox": bbox,
+                 "score": float(rng.random())}
+            )  # fmt: skip
     ours = coco_map(GT, results)
     ref = _pycocotools(GT, results)
     assert ours["mAP"] == pytest.approx(ref[0], abs=1e-6)

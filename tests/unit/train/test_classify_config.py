@@ -1,0 +1,43 @@
+"""ClassifyConfig: conflicts refused, mode/family defaults resolved, shipped recipes load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simmim_deploy.core.config import load_config
+from simmim_deploy.core.errors import UserError
+from simmim_deploy.train.classify_config import ClassifyConfig, resolve_defaults
+
+RECIPES = sorted((Path(__file__).resolve().parents[3] / "train").glob("classify_*.yaml"))
+
+
+def test_conflicting_options_are_refused() -> None:
+    with pytest.raises(UserError, match="labels-per-class"):
+        ClassifyConfig(data="d", out="o", labels_per_class=10, label_fraction=0.1)
+    with pytest.raises(UserError, match="layer-decay"):
+        ClassifyConfig(data="d", out="o", mode="linear", layer_decay=0.7)
+    with pytest.raises(UserError, match="even"):
+        ClassifyConfig(data="d", out="o", batch_size=31)
+    ClassifyConfig(data="d", out="o", batch_size=31, mixup=0.0, cutmix=0.0)  # no mixup: fine
+    with pytest.raises(UserError, match="warmup"):
+        ClassifyConfig(data="d", out="o", epochs=5, warmup_epochs=5)
+
+
+def test_defaults_follow_mode_and_family_but_never_override() -> None:
+    full = resolve_defaults(ClassifyConfig(data="d", out="o", model="swin_tiny_patch4_window7_224"))
+    assert (full.layer_decay, full.mixup, full.randaug) == (0.9, 0.8, "rand-m9-mstd0.5-inc1")
+    assert full.warmup_epochs == 20.0  # official, 100 epochs
+    vit = resolve_defaults(ClassifyConfig(data="d", out="o", epochs=10, mixup=0.2))
+    assert (vit.layer_decay, vit.mixup, vit.warmup_epochs) == (0.65, 0.2, 2.0)
+    linear = resolve_defaults(ClassifyConfig(data="d", out="o", mode="linear"))
+    assert (linear.mixup, linear.drop_path, linear.layer_decay) == (0.0, 0.0, None)
+    absolute = resolve_defaults(ClassifyConfig(data="d", out="o", absolute_lr=1e-3))
+    assert absolute.base_lr is None
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.name for r in RECIPES])
+def test_shipped_recipes_load(recipe: Path) -> None:
+    cfg = load_config(ClassifyConfig, recipe, {"out": "runs/x"})
+    assert cfg.epochs >= 1 and cfg.model
