@@ -23,7 +23,7 @@ from simmim_deploy.core.atomic import atomic_directory
 from simmim_deploy.data.builtin import load_builtin
 
 NAME = "digits-det"
-VERSION = 1  # bump when the generator changes, so stale caches are not reused
+VERSION = 2  # bump when the generator changes, so stale caches are not reused
 _MAX_IOU = 0.15
 
 
@@ -58,7 +58,8 @@ def _paste_digit(
 ) -> np.ndarray | None:
     """Paste one digit with a contrasting colour; returns its tight xyxy box or None."""
     h, w = canvas.shape[:2]
-    side = int(rng.integers(max(12, min(h, w) // 8), max(16, min(h, w) // 2) + 1))
+    # At least a fifth of the short side: letterboxed to 64 px a digit still spans ~10 px.
+    side = int(rng.integers(max(16, min(h, w) // 5), max(20, min(h, w) // 2) + 1))
     alpha = np.asarray(digit.convert("L").resize((side, side), Image.BILINEAR), np.float32) / 255
     ys, xs = np.nonzero(alpha > 0.25)
     if len(xs) == 0:

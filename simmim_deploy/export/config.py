@@ -7,6 +7,7 @@ options override them. Conflicting options raise :class:`UserError` instead of b
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -19,7 +20,7 @@ EXPORTERS = ("auto", "dynamo", "torchscript")
 MIN_CALIB_WARN = 300  # fewer calibration images than this gives noisy activation ranges
 
 
-def parse_batch(text: str | tuple[int, int, int] | list[int]) -> tuple[int, int, int]:
+def parse_batch(text: str | Sequence[int]) -> tuple[int, int, int]:
     """``"1:8:32"`` (or a 3-sequence) -> ``(1, 8, 32)``, checked ``1 <= min <= opt <= max``."""
     if isinstance(text, str):
         parts = text.replace(",", ":").split(":")

@@ -302,3 +302,12 @@ def build_engines(cfg: BuildConfig) -> list[dict[str, Any]]:
         manifest["engines"] = kept + entries
         write_manifest(cfg.source, manifest)
     return entries
+
+
+def real_tensorrt_available() -> bool:
+    """True when the real TensorRT library (not only its type stubs) is importable."""
+    try:
+        require_tensorrt()
+    except UserError:
+        return False
+    return True

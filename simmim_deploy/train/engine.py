@@ -218,7 +218,9 @@ class _Loop:
         self.train_model: nn.Module = model
         if info.world_size > 1:
             ids = [info.device.index] if info.device.type == "cuda" else None
-            self.ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            self.ddp = nn.parallel.DistributedDataParallel(
+                model, device_ids=ids, find_unused_parameters=config.find_unused_parameters
+            )
             self.train_model = self.ddp
         if config.compile:
             self.train_model = torch.compile(self.train_model)

@@ -80,6 +80,8 @@ class EngineConfig:
         stop_at_step: end the session (after saving) once this global step is reached; the
             schedule still spans all ``epochs`` (for time-limited jobs and resume tests).
         progress: show the progress bar.
+        find_unused_parameters: DDP option for models whose forward skips some parameters
+            (e.g. a detection head used only by some losses); costs a graph walk per step.
     """
 
     epochs: int
@@ -96,6 +98,7 @@ class EngineConfig:
     resume: bool = False
     stop_at_step: int | None = None
     progress: bool = True
+    find_unused_parameters: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "accumulation"):

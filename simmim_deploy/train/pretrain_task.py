@@ -75,7 +75,9 @@ def _preview_batch(dataset: PretrainDataset, n: int) -> tuple[torch.Tensor, torc
     saved = dataset.epoch
     dataset.set_epoch(_PREVIEW_EPOCH)
     try:
-        items = [dataset[i] for i in range(min(n, len(dataset)))]
+        # spread over the data set: built-in sets are often sorted by class
+        picks = np.unique(np.linspace(0, len(dataset) - 1, min(n, len(dataset))).astype(int))
+        items = [dataset[int(i)] for i in picks]
     finally:
         dataset.set_epoch(saved)
     return torch.stack([x for x, _ in items]), torch.stack([m for _, m in items])
@@ -92,6 +94,9 @@ def write_reconstruction_grid(
 ) -> Path:
     """Save a PNG with one row per image: original | masked input | reconstruction.
 
+    The reconstruction column shows the predicted pixels in the masked cells over the visible
+    pixels of the input: SimMIM's loss ignores visible pixels, so predictions there are noise.
+
     Args:
         images: ``(B, 3, H, W)`` normalised originals.
         mask: ``(B, H/p, W/p)``, 1 = masked.
@@ -105,7 +110,7 @@ def write_reconstruction_grid(
     pixel_mask = pixel_mask.unsqueeze(1).to(images.dtype)
     original = denormalize(images, mean, std)
     masked = original * (1 - pixel_mask) + 0.5 * pixel_mask  # masked cells shown grey
-    recon = denormalize(reconstruction, mean, std)
+    recon = original * (1 - pixel_mask) + denormalize(reconstruction, mean, std) * pixel_mask
     rows = torch.cat([original, masked, recon], dim=3)  # (B, 3, H, 3W)
     grid = torch.cat(list(rows), dim=1)  # (3, B*H, 3W)
     array = (grid.permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)

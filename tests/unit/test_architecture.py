@@ -30,7 +30,9 @@ def _files(sub: str) -> list[Path]:
     return sorted((PKG / sub).rglob("*.py"))
 
 
-@pytest.mark.parametrize("stage", ["train", "export", "serve", "models", "data", "core"])
+@pytest.mark.parametrize(
+    "stage", ["train", "export", "serve", "models", "data", "core", "pipeline"]
+)
 def test_library_code_never_imports_the_cli_or_typer(stage: str) -> None:
     for path in _files(stage):
         bad = {m for m in _imports(path) if m.startswith(("simmim_deploy.cli", "typer"))}

@@ -52,7 +52,9 @@ def test_classifier_parity_two_batches(family: str, tmp_path) -> None:
 def test_metadata_props_mirror(tmp_path) -> None:
     model = timm.create_model("vit_nano_patch8_32", num_classes=3).eval()
     facts = {"task": "classification", "class_names": ["a", "b", "c"], "batch": {"max": 8}}
-    out = export_onnx(model, 32, ["logits"], tmp_path / "m.onnx", "torchscript", metadata=facts)
+    out = export_onnx(
+        model, 32, ["logits"], tmp_path / "m.onnx", exporter="torchscript", metadata=facts
+    )
     meta = read_metadata(out.path)
     assert meta["class_names"] == ["a", "b", "c"] and meta["exporter"] == "torchscript"
     props = {p.key: p.value for p in onnx.load(str(out.path)).metadata_props}

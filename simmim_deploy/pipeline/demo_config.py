@@ -1,0 +1,103 @@
+"""``DemoConfig``: what ``simmim-deploy demo`` runs, and the two size presets it picks from.
+
+The sizes are tuned so that the full demo takes at most ~10 minutes and ``--fast`` about 2 on
+2 idle CPU cores (measured figures in the README); a GPU only makes them shorter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from simmim_deploy.core.errors import UserError
+
+DEMO_DATA = "builtin:mnist"  # 5,000 real digits: 4,000 unlabelled pool + 1,000 fixed held-out
+DEMO_MODEL = "vit_micro_patch8_64"
+DEMO_IMG_SIZE = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSizes:
+    """The budget of one demo preset.
+
+    Attributes:
+        pool_images: unlabelled images SimMIM pre-trains on (MNIST training part, labels dropped).
+        pretrain_epochs: SimMIM epochs over the pool.
+        labels_per_class: labelled images per class for the low-label fine-tunes.
+        finetune_epochs: epochs of each fine-tune (SimMIM-initialised and scratch alike).
+        calib_images: real images that calibrate the static INT8 model.
+        bench_batch_sizes: batch sizes of the benchmark.
+        bench_seconds: seconds per (backend, precision, batch) setting.
+        detection: run the detection fine-tune.
+        det_train_images, det_val_images: generated digits-on-photos images.
+        det_epochs: detection fine-tune epochs.
+    """
+
+    pool_images: int
+    pretrain_epochs: int
+    labels_per_class: int
+    finetune_epochs: int
+    calib_images: int
+    bench_batch_sizes: tuple[int, ...]
+    bench_seconds: float
+    detection: bool
+    det_train_images: int = 0
+    det_val_images: int = 0
+    det_epochs: int = 0
+
+
+SIZES = {
+    "fast": DemoSizes(
+        pool_images=2000,
+        pretrain_epochs=4,
+        labels_per_class=10,
+        finetune_epochs=40,
+        calib_images=128,
+        bench_batch_sizes=(1, 32),
+        bench_seconds=1.0,
+        detection=False,
+    ),
+    "full": DemoSizes(
+        pool_images=4000,
+        pretrain_epochs=15,
+        labels_per_class=10,
+        finetune_epochs=100,
+        calib_images=256,
+        bench_batch_sizes=(1, 32),
+        bench_seconds=3.0,
+        detection=True,
+        det_train_images=300,
+        det_val_images=60,
+        det_epochs=10,
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """Options of ``simmim-deploy demo``.
+
+    Attributes:
+        out: folder the demo writes everything into (``OUT/summary.json`` last).
+        fast: the ~2-minute preset (no detection, fewer steps) instead of the full demo.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N`` for training.
+        overwrite: replace ``out`` when it holds an earlier demo run (never another folder).
+        seed: seeds data draws, masks and initialisation.
+    """
+
+    out: str = "runs/demo"
+    fast: bool = False
+    device: str = "auto"
+    overwrite: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise UserError(f"--device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if not str(self.out).strip():
+            raise UserError("--out must be a folder path")
+
+    @property
+    def sizes(self) -> DemoSizes:
+        """The preset this config runs."""
+        return SIZES["fast" if self.fast else "full"]

@@ -1,0 +1,87 @@
+"""Export through the CLI: checkpoint -> bundle (fp32 + int8) -> verify; one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+CLI = [sys.executable, "-m", "simmim_deploy.cli.main"]
+
+
+def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A vit_nano classifier in the fine-tuned checkpoint format (random weights, 10 classes)."""
+    import simmim_deploy.models  # noqa: F401
+    from simmim_deploy.models.classifier import build_classifier_from_meta
+
+    meta = {
+        "task": "classification", "model_name": "vit_nano_patch8_32", "img_size": 32,
+        "num_classes": 10, "class_names": [str(i) for i in range(10)],
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+        "interpolation": "bicubic", "crop_pct": 0.875, "model_kwargs": {}, "head": {},
+        "pruned_arch": None,
+    }  # fmt: skip
+    torch.manual_seed(0)
+    model = build_classifier_from_meta(meta)
+    path = tmp_path_factory.mktemp("e2e ckpt") / "best.pt"
+    torch.save({"model": model.state_dict(), "meta": meta}, path)
+    return path
+
+
+def test_export_fp32_int8_then_verify(checkpoint: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "my bundle"
+    # Random weights give near-tied logits: agreement budgets would test luck, not the CLI.
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("thresholds:\n  int8: {min_top1_agreement: 0.0, max_metric_drop: 100}\n")
+    res = _run(
+        "export", str(checkpoint), "--out", str(bundle), "--precision", "fp32",
+        "--precision", "int8", "--calib-data", "builtin:digits", "--calib-images", "64",
+        "--eval-data", "builtin:digits", "--exporter", "torchscript", "--config", str(profile),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert list(manifest["artefacts"]) == ["fp32", "int8"]
+    assert manifest["calibration"]["num_images"] == 64
+    assert (bundle / "config.yaml").is_file() and (bundle / "report" / "parity.json").is_file()
+    res = _run("verify", str(bundle), "--data", "builtin:digits", "--limit", "16")
+    assert res.returncode == 0, res.stderr
+    assert "fp32: passed" in res.stdout
+
+
+def test_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
+    res = _run("export", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "b"))
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error: ")
+    assert not (tmp_path / "b").exists()
+
+
+def test_int8_without_calibration_is_refused(checkpoint: Path, tmp_path: Path) -> None:
+    res = _run("export", str(checkpoint), "--out", str(tmp_path / "b"), "--precision", "int8")
+    assert res.returncode == 2 and "--calib-data" in res.stderr
+
+
+def test_build_without_tensorrt_is_one_line(tmp_path: Path) -> None:
+    from simmim_deploy.export.tensorrt_build import real_tensorrt_available
+
+    if real_tensorrt_available() and torch.cuda.is_available():
+        pytest.skip("TensorRT and a GPU are present")
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"placeholder")
+    res = _run("build", str(onnx_file))
+    assert res.returncode != 0
+    assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error: ")
+
+
+def test_help_has_examples() -> None:
+    for cmd in ("export", "build", "verify", "triton"):
+        res = _run(cmd, "--help")
+        assert res.returncode == 0 and "Example: simmim-deploy" in res.stdout
