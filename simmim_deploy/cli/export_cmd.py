@@ -48,7 +48,6 @@ def export(
     import logging
 
     from simmim_deploy.core.config import load_config
-    from simmim_deploy.export.bundle import export_bundle
     from simmim_deploy.export.config import ExportConfig
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -68,6 +67,8 @@ def export(
         "exporter": exporter,
         "overwrite": overwrite or None,
     }
-    cfg = load_config(ExportConfig, config, overrides)
+    cfg = load_config(ExportConfig, config, overrides)  # validates before torch is imported
+    from simmim_deploy.export.bundle import export_bundle
+
     bundle = export_bundle(cfg)
     typer.echo(f"bundle written: {bundle} ({', '.join(cfg.precision)}; see report/parity.json)")

@@ -105,6 +105,9 @@ class ExportConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        ckpt = Path(self.checkpoint)
+        if not (ckpt.is_file() or (ckpt / "best.pt").is_file()):
+            raise UserError(f"checkpoint not found: {ckpt} (give the best.pt of a fine-tune run)")
         self._check_precision()
         object.__setattr__(self, "batch", parse_batch(self.batch))
         if self.opset < 17:

@@ -15,6 +15,11 @@ import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 
+# Centerness target of a forced positive (see ``assign_targets``): enough to weight its box
+# loss and keep its score competitive, well below a well-centred point's.
+FORCED_CENTERNESS = 0.5
+
+
 @dataclass(frozen=True)
 class FcosTargets:
     """Per-point training targets.
@@ -46,12 +51,18 @@ def assign_targets(
     gt_labels: torch.Tensor,
     num_classes: int,
     center_radius: float | None = 1.5,
+    force_nearest: bool = True,
 ) -> FcosTargets:
     """Assign each point to at most one object (the smallest that qualifies).
 
     A point is a positive for an object when it lies inside the box (or, with centre sampling,
     inside a ``center_radius * stride`` square around the box centre, clipped to the box) and the
-    largest of its four side distances falls in the level's size range.
+    largest of its four side distances falls in the level's size range. An object no point
+    qualifies for (smaller than the grid spacing and lying between points) would get no
+    training signal at all; with ``force_nearest`` the finest-level point nearest its centre
+    becomes its positive (unless a smaller object claims that point), with centerness target
+    :data:`FORCED_CENTERNESS` (the point may lie just outside the box, where FCOS's centerness is
+    0 and would zero the box loss's weight).
 
     Args:
         points: ``(N, 2)`` point centres ``(x, y)`` in input pixels.
@@ -86,7 +97,12 @@ def assign_targets(
         inside = cbox.amin(dim=-1) > 0
     reach = ltrb.amax(dim=-1)
     lo, hi = point_ranges[None, :, None, 0], point_ranges[None, :, None, 1]
-    ok = inside & (reach >= lo) & (reach < hi) & (gt_labels[:, None, :] >= 0)
+    valid = gt_labels[:, None, :] >= 0  # (B, 1, G)
+    ok = inside & (reach >= lo) & (reach < hi) & valid
+    forced = torch.zeros_like(ok)
+    if force_nearest:
+        forced = _nearest_finest_point(points, point_strides, gt_boxes, valid & ~ok.any(1, True))
+        ok = ok | forced
     area = ((x2 - x1) * (y2 - y1)).expand_as(reach)
     area = torch.where(ok, area, torch.full_like(area, math.inf))
     min_area, match = area.min(dim=-1)  # (B, N)
@@ -97,8 +113,24 @@ def assign_targets(
     boxes = gt_boxes.gather(1, match.unsqueeze(-1).expand(-1, -1, 4))
     boxes = boxes * positive.unsqueeze(-1).to(boxes.dtype)
     matched = ltrb.gather(2, match[..., None, None].expand(-1, -1, 1, 4)).squeeze(2)
-    centerness = centerness_target(matched.clamp(min=0)) * positive.to(matched.dtype)
+    centerness = centerness_target(matched.clamp(min=0))
+    was_forced = forced.gather(2, match.unsqueeze(-1)).squeeze(-1) & positive
+    centerness = torch.where(was_forced, centerness.clamp(min=FORCED_CENTERNESS), centerness)
+    centerness = centerness * positive.to(matched.dtype)
     return FcosTargets(labels=labels, boxes=boxes, centerness=centerness)
+
+
+def _nearest_finest_point(
+    points: torch.Tensor, point_strides: torch.Tensor, gt_boxes: torch.Tensor, need: torch.Tensor
+) -> torch.Tensor:
+    """``(B, N, G)`` mask: for each object flagged in ``need (B, 1, G)``, the point of the finest
+    level nearest its box centre."""
+    centres = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2  # (B, G, 2)
+    dist = (points[None, :, None, :] - centres[:, None, :, :]).square().sum(-1)  # (B, N, G)
+    finest = (point_strides == point_strides.min())[None, :, None]
+    nearest = dist.masked_fill(~finest, math.inf).argmin(dim=1, keepdim=True)  # (B, 1, G)
+    forced = torch.zeros_like(dist, dtype=torch.bool)
+    return forced.scatter(1, nearest, need)
 
 
 def centerness_target(ltrb: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,9 @@ def test_profiles_exist() -> None:
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
 def test_profile_loads(profile: Path, tmp_path) -> None:
-    overrides = {"checkpoint": "best.pt", "out": str(tmp_path / "b"), "calib_data": "builtin:mnist"}
+    (tmp_path / "best.pt").write_bytes(b"")
+    ckpt = str(tmp_path / "best.pt")
+    overrides = {"checkpoint": ckpt, "out": str(tmp_path / "b"), "calib_data": "builtin:mnist"}
     cfg = load_config(ExportConfig, profile, overrides)
     assert cfg.precision[0] == "fp32" and len(cfg.batch) == 3
     for precision in cfg.precision:

@@ -7,6 +7,7 @@ import math
 import torch
 
 from simmim_deploy.models.det_loss import (
+    FORCED_CENTERNESS,
     assign_targets,
     centerness_target,
     fcos_loss,
@@ -57,12 +58,57 @@ def test_size_range_and_center_sampling():
     ranges = torch.tensor([[0.0, 8.0]]).expand(len(points), 2)
     boxes = torch.tensor([[[0.0, 0.0, 32.0, 32.0]]])
     labels = torch.tensor([[0]])
-    t = assign_targets(points, strides, ranges, boxes, labels, num_classes=1, center_radius=None)
+    t = assign_targets(
+        points, strides, ranges, boxes, labels, 1, center_radius=None, force_nearest=False
+    )
     assert (t.labels == 0).sum() == 0  # every distance exceeds the level's range
     full = torch.tensor([[0.0, math.inf]]).expand(len(points), 2)
     t = assign_targets(points, strides, full, boxes, labels, num_classes=1, center_radius=0.75)
     # radius 0.75 * 8 = 6 around (16, 16): only the points at 12 and 20 in both axes
     assert (t.labels == 0).sum() == 4
+
+
+def _two_levels():
+    """Strides 8 (0..16 px) and 16 (16+ px) on a 32 px input."""
+    p8, s8, _ = _grid(32, 8)
+    p16, s16, _ = _grid(32, 16)
+    ranges = torch.cat(
+        [torch.tensor([[0.0, 16.0]]).expand(16, 2), torch.tensor([[16.0, 1e9]]).expand(4, 2)]
+    )
+    return torch.cat([p8, p16]), torch.cat([s8, s16]), ranges
+
+
+def test_object_between_grid_points_gets_its_nearest_finest_point():
+    points, strides, ranges = _two_levels()  # stride-8 centres at 4, 12, 20, 28
+    # 3x3 px digit strokes between the points (4, 12) / (12, 12): no point inside either box
+    boxes = torch.tensor([[[13.0, 5.0, 16.0, 8.0], [6.0, 6.0, 9.0, 9.0], [0, 0, 0, 0]]])
+    labels = torch.tensor([[1, 2, -1]])
+    off = assign_targets(points, strides, ranges, boxes, labels, 3, 1.5, force_nearest=False)
+    assert (off.labels < 3).sum() == 0  # the failure being fixed: no target at all
+    t = assign_targets(points, strides, ranges, boxes, labels, 3, 1.5)
+    positive = (t.labels[0] < 3).nonzero().flatten().tolist()
+    # (12, 4) is nearest to (14.5, 6.5); (4, 4) to (7.5, 7.5); all on the stride-8 level
+    assert positive == [1, 0]
+    assert t.labels[0, 1] == 1 and t.labels[0, 0] == 2
+    assert torch.equal(t.boxes[0, 1], boxes[0, 0])
+    assert torch.allclose(t.centerness[0, [0, 1]], torch.full((2,), FORCED_CENTERNESS))
+    # a weighted box loss, not a zero one
+    n = len(points)
+    bad_box = t.boxes + 3.0
+    loss = fcos_loss(torch.zeros(1, n, 3), bad_box, torch.zeros(1, n), t)
+    assert loss["loss_box"] > 0.1
+
+
+def test_small_object_takes_a_shared_point_from_a_large_one_only_when_it_has_none():
+    points, strides, ranges = _two_levels()
+    big = [0.0, 0.0, 32.0, 32.0]
+    tiny = [10.5, 10.5, 13.5, 13.5]  # contains (12, 12): an ordinary positive, smallest wins
+    t = assign_targets(
+        points, strides, ranges, torch.tensor([[big, tiny]]), torch.tensor([[0, 1]]), 2, None
+    )
+    assert (t.labels[0] == 1).sum() == 1 and t.labels[0, 5] == 1
+    assert t.centerness[0, 5] == 1.0  # centred point keeps its FCOS centerness
+    assert (t.labels[0] == 0).sum() > 0  # the big one keeps its other points
 
 
 def test_centerness_target_values():
