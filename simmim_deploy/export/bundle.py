@@ -172,7 +172,7 @@ def _build(
         "notes": list(result.notes),
         "dynamic_axes": {"images": [0]},
     }
-    facts["outputs"] = F.output_specs(ort_session(fp32))
+    facts["outputs"] = F.output_specs(ort_session(fp32), reference)
     ctx = ConvertContext(calib, cfg.calib_method, cfg.int8_scope)
     details: dict[str, dict[str, Any]] = {"fp32": {"float_ops": [], "exporter": result.exporter}}
     parity: dict[str, Any] = {

@@ -52,10 +52,10 @@ class Thresholds:
 
 
 DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
-    "fp32": Thresholds(min_cosine=0.99999, max_abs=1e-3, min_top1_agreement=0.999),
-    "fp16": Thresholds(min_cosine=0.999, min_top1_agreement=0.98, max_metric_drop=0.5),
-    "int8": Thresholds(min_cosine=0.98, min_top1_agreement=0.9, max_metric_drop=1.5),
-    "int8-dynamic": Thresholds(min_cosine=0.98, min_top1_agreement=0.9, max_metric_drop=1.5),
+    "fp32": Thresholds(0.99999, max_abs=1e-3, min_top1_agreement=0.999, min_box_iou=0.99),
+    "fp16": Thresholds(0.999, min_top1_agreement=0.98, max_metric_drop=0.5, min_box_iou=0.9),
+    "int8": Thresholds(0.98, min_top1_agreement=0.9, max_metric_drop=1.5, min_box_iou=0.8),
+    "int8-dynamic": Thresholds(0.98, min_top1_agreement=0.9, max_metric_drop=1.5, min_box_iou=0.8),
 }
 
 

@@ -20,16 +20,16 @@ _MEANINGS = {
 _VERSIONED = ("torch", "timm", "onnx", "onnxruntime", "onnxslim", "torch-pruning", "tensorrt")
 
 
-def output_specs(session: Any) -> list[dict[str, Any]]:
-    """Manifest ``outputs`` from an ONNX Runtime session of the FP32 graph."""
+def output_specs(session: Any, reference: list[Any]) -> list[dict[str, Any]]:
+    """Manifest ``outputs``: names/dtypes from the FP32 ONNX session, the fixed (non-batch) dims
+    from the PyTorch reference outputs (exporters may leave e.g. the top-K axis symbolic)."""
     specs = []
-    for out in session.get_outputs():
+    for out, ref in zip(session.get_outputs(), reference, strict=True):
         dtype = "int64" if "int64" in out.type else "float32"
-        shape = [BATCH_DIM, *[d if isinstance(d, int) else BATCH_DIM for d in out.shape[1:]]]
         specs.append(
             {
                 "name": out.name,
-                "shape": shape,
+                "shape": [BATCH_DIM, *[int(d) for d in ref.shape[1:]]],
                 "dtype": dtype,
                 "meaning": _MEANINGS.get(out.name, ""),
             }

@@ -77,7 +77,10 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.clip(rb - lt, 0, None).prod(-1)
     area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None] - inter, 1e-9)
+    union = area(a)[:, None] + area(b)[None] - inter
+    # Degenerate (zero-area) boxes: identical ones count as a perfect match, not IoU 0.
+    same = (np.abs(a[:, None, :] - b[None, :, :]) <= 1e-3).all(-1)
+    return np.where(union > 1e-9, inter / np.maximum(union, 1e-9), same.astype(np.float64))
 
 
 def compare_detection(ref: list[np.ndarray], got: list[np.ndarray]) -> dict[str, float]:

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
-
 # Centerness target of a forced positive (see ``assign_targets``): enough to weight its box
 # loss and keep its score competitive, well below a well-centred point's.
 FORCED_CENTERNESS = 0.5

@@ -88,7 +88,7 @@ def test_object_between_grid_points_gets_its_nearest_finest_point():
     t = assign_targets(points, strides, ranges, boxes, labels, 3, 1.5)
     positive = (t.labels[0] < 3).nonzero().flatten().tolist()
     # (12, 4) is nearest to (14.5, 6.5); (4, 4) to (7.5, 7.5); all on the stride-8 level
-    assert positive == [1, 0]
+    assert positive == [0, 1]
     assert t.labels[0, 1] == 1 and t.labels[0, 0] == 2
     assert torch.equal(t.boxes[0, 1], boxes[0, 0])
     assert torch.allclose(t.centerness[0, [0, 1]], torch.full((2,), FORCED_CENTERNESS))
@@ -99,16 +99,20 @@ def test_object_between_grid_points_gets_its_nearest_finest_point():
     assert loss["loss_box"] > 0.1
 
 
-def test_small_object_takes_a_shared_point_from_a_large_one_only_when_it_has_none():
+def test_forced_point_goes_to_the_small_object_and_big_ones_keep_theirs():
     points, strides, ranges = _two_levels()
     big = [0.0, 0.0, 32.0, 32.0]
-    tiny = [10.5, 10.5, 13.5, 13.5]  # contains (12, 12): an ordinary positive, smallest wins
-    t = assign_targets(
-        points, strides, ranges, torch.tensor([[big, tiny]]), torch.tensor([[0, 1]]), 2, None
-    )
-    assert (t.labels[0] == 1).sum() == 1 and t.labels[0, 5] == 1
-    assert t.centerness[0, 5] == 1.0  # centred point keeps its FCOS centerness
-    assert (t.labels[0] == 0).sum() > 0  # the big one keeps its other points
+    tiny = [13.0, 13.0, 15.0, 15.0]  # no point inside; nearest is (12, 12), inside the big box
+    boxes, labels = torch.tensor([[big, tiny]]), torch.tensor([[0, 1]])
+    t = assign_targets(points, strides, ranges, boxes, labels, 2, None)
+    assert (t.labels[0] == 1).nonzero().flatten().tolist() == [5]
+    assert t.centerness[0, 5] == FORCED_CENTERNESS
+    # the big object is not forced anywhere: it keeps its ordinary (coarse-level) positives
+    assert (t.labels[0, 16:] == 0).all() and (t.labels[0, :16] == 0).sum() == 0
+    # an object that has positives is left alone: centred point, FCOS centerness 1
+    t = assign_targets(points, strides, ranges, torch.tensor([[[10.0, 10.0, 14.0, 14.0]]]),
+                       torch.tensor([[1]]), 2, None)  # fmt: skip
+    assert (t.labels[0] == 1).nonzero().flatten().tolist() == [5] and t.centerness[0, 5] == 1.0
 
 
 def test_centerness_target_values():
