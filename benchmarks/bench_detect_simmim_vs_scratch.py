@@ -4,27 +4,31 @@
    scikit-image photographs; the validation images are never seen in pre-training).
 2. SimMIM pre-training on that pool (``run_pretrain``), once (or ``--pretrained PATH``).
 3. Detection fine-tuning (``run_detect``, recipe ``train/detect_vit_micro_builtin.yaml``) from
-   the SimMIM encoder and from scratch, identical recipe and budget, for each seed; scored on
-   the validation part at the LAST epoch (COCO mAP@[.5:.95] and mAP50).
+   the SimMIM encoder and from scratch, identical recipe and budget, for each seed, in
+   ``--jobs`` parallel single-thread processes; scored on the validation part at the LAST epoch
+   (COCO mAP@[.5:.95] and mAP50; no model selection on the validation set).
 4. A markdown table: mean +- std over seeds, the SimMIM - scratch delta and ratio.
 
-Default (vit_micro_patch8_64, 64 px, 3 seeds x 2 inits): tens of minutes on 2 CPU cores.
+Default (vit_micro_patch8_64 at 64 px, SEE_RECIPE, 3 seeds x 2 inits = 6 fine-tunes in 2
+parallel single-thread jobs): about 15 min on 2 idle CPU cores.
     python benchmarks/bench_detect_simmim_vs_scratch.py --work runs/bench-detect
-Smoke test (a couple of minutes):
+Smoke test (a few minutes):
     python benchmarks/bench_detect_simmim_vs_scratch.py --work /tmp/bd \\
-        --data builtin:digits-det-mini \\
-        --pretrain-epochs 1 --epochs 1 --seeds 1
+        --data builtin:digits-det-mini --pretrain-epochs 1 --epochs 1 --seeds 1
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import json
+import multiprocessing
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+PRETRAIN_EPOCHS = 60
 RECIPE = Path(__file__).resolve().parents[1] / "train" / "detect_vit_micro_builtin.yaml"
 
 
@@ -36,13 +40,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--img-size", type=int, default=64)
     p.add_argument("--work", type=Path, default=Path("runs/bench-detect-simmim-vs-scratch"))
     p.add_argument("--pretrained", default=None, help="skip pre-training, use this encoder")
-    p.add_argument("--pretrain-epochs", type=int, default=100)
+    p.add_argument("--pretrain-epochs", type=int, default=PRETRAIN_EPOCHS)
     p.add_argument("--pretrain-lr", type=float, default=8e-3, help="base LR per 512 images")
     p.add_argument("--mask-patch-size", type=int, default=16)
     p.add_argument("--epochs", type=int, default=None, help="fine-tune epochs (recipe's if unset)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--jobs", type=int, default=2, help="parallel fine-tunes, 1 thread each")
+    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads of pre-training (0: --jobs)"
+    )
     return p.parse_args()
 
 
@@ -70,26 +77,50 @@ def pretrain(args: argparse.Namespace, pool: Path) -> str:
     return str(run_pretrain(cfg)["encoder"])
 
 
-def finetune(args: argparse.Namespace, init: str, encoder: str, seed: int) -> dict[str, Any]:
+def finetune_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One fine-tune in its own process (single thread); returns its last-epoch scores."""
+    import torch
+
+    torch.set_num_threads(1)
     from simmim_deploy.core.config import load_config
     from simmim_deploy.train.detect import DetectConfig, run_detect
 
-    out = args.work / f"{init}-seed{seed}"
-    overrides = {
-        "data": args.data, "model": args.model, "img_size": args.img_size, "seed": seed,
-        "pretrained": encoder if init == "simmim" else "none", "out": str(out),
-        "epochs": args.epochs, "device": args.device, "workers": 0, "progress": False,
-        "resume": (out / "checkpoints" / "last.pt").is_file() or None,
-    }  # fmt: skip
-    cfg = load_config(DetectConfig, args.recipe, overrides)
-    if (out / "metrics.json").is_file() and json.loads((out / "metrics.json").read_text()).get(
-        "completed"
-    ):
-        summary = json.loads((out / "metrics.json").read_text())
+    out = Path(job["overrides"]["out"])
+    metrics = out / "metrics.json"
+    if metrics.is_file() and json.loads(metrics.read_text()).get("completed"):
+        summary = json.loads(metrics.read_text())
     else:
+        resume = (out / "checkpoints" / "last.pt").is_file() or None
+        cfg = load_config(DetectConfig, job["recipe"], {**job["overrides"], "resume": resume})
         summary = run_detect(cfg)
     last = summary.get("last") or summary
-    return {"init": init, "seed": seed, "mAP": last["mAP"], "mAP50": last["mAP50"]}
+    return {"init": job["init"], "seed": job["seed"], "mAP": last["mAP"], "mAP50": last["mAP50"]}
+
+
+def finetune_jobs(args: argparse.Namespace, encoder: str) -> list[dict[str, Any]]:
+    jobs = []
+    for seed in range(args.seeds):
+        for init in ("simmim", "scratch"):
+            overrides = {
+                "data": args.data, "model": args.model, "img_size": args.img_size, "seed": seed,
+                "pretrained": encoder if init == "simmim" else "none",
+                "out": str(args.work / f"{init}-seed{seed}"), "epochs": args.epochs,
+                "device": args.device, "workers": 0, "progress": False,
+            }  # fmt: skip
+            jobs.append({"init": init, "seed": seed, "recipe": str(args.recipe),
+                         "overrides": overrides})  # fmt: skip
+    return jobs
+
+
+def run_jobs(jobs: list[dict[str, Any]], parallel: int) -> list[dict[str, Any]]:
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no shared torch state
+    rows = []
+    with cf.ProcessPoolExecutor(max_workers=max(parallel, 1), mp_context=ctx) as pool:
+        for row in pool.map(finetune_job, jobs):
+            print(f"  {row['init']:7s} seed {row['seed']}: mAP {row['mAP']:.3f} "
+                  f"mAP50 {row['mAP50']:.3f}", flush=True)  # fmt: skip
+            rows.append(row)
+    return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -115,20 +146,17 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or max(args.jobs, 1))
     args.work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     encoder = args.pretrained or pretrain(args, pool_folder(args.data, args.work))
-    rows = [
-        finetune(args, init, encoder, seed)
-        for seed in range(args.seeds)
-        for init in ("simmim", "scratch")
-    ]
+    mid = time.perf_counter()
+    rows = run_jobs(finetune_jobs(args, encoder), args.jobs)
+    end = time.perf_counter()
     text = (
         f"Detection on {args.data}, {args.model} @ {args.img_size} px, {args.seeds} seed(s), "
-        f"last-epoch COCO mAP on the validation part ({time.perf_counter() - start:.0f} s)\n\n"
-        + table(rows)
+        f"last-epoch COCO mAP (%) on the validation part; times: pre-train {mid - start:.0f} s, "
+        f"fine-tunes {end - mid:.0f} s ({args.jobs} parallel jobs)\n\n" + table(rows)
     )
     (args.work / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     (args.work / "results.md").write_text(text + "\n")

@@ -7,7 +7,7 @@ import os
 import pytest
 
 # Keep the 2-core CI machine responsive and results repeatable.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _cuda_reason() -> str | None:

@@ -124,16 +124,15 @@ def run_demo(config: DemoConfig, log: Log | None = None) -> dict[str, Any]:
     out = prepare_out(config)
     device = resolve_device(config.device)
     sizes = config.sizes
-    runner = StageRunner(out, 7 if sizes.detection else 6, log)
+    runner = StageRunner(out, 8 if sizes.detection else 7, log)
     with runner.stage("data", "write the built-in MNIST digits as PNG files"):
         data = S.write_data(out, sizes)
     with runner.stage("pretrain", f"SimMIM on {data.pool_images} unlabelled images ({device})"):
         pretrain = S.pretrain(out, data, sizes, device, config.seed)
-    with runner.stage("finetune", f"{sizes.labels_per_class} labels/class, SimMIM and scratch"):
-        classify = {
-            init: S.finetune(out, init, pretrain["encoder"], sizes, device, config.seed)
-            for init in ("simmim", "scratch")
-        }
+    classify = {}
+    for init, what in (("simmim", "from the SimMIM encoder"), ("scratch", "from random init")):
+        with runner.stage(f"finetune-{init}", f"{sizes.labels_per_class} labels/class, {what}"):
+            classify[init] = S.finetune(out, init, pretrain["encoder"], sizes, device, config.seed)
     with runner.stage("export", "ONNX FP32 + INT8 (calibrated on real images), verified"):
         export = S.export(out, classify["simmim"]["checkpoint"], data, sizes)
     with runner.stage("predict", f"batched predict on {data.heldout_images} held-out PNG files"):

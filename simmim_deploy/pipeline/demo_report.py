@@ -6,6 +6,8 @@ from typing import Any
 
 from rich.table import Table
 
+_BACKENDS = {"pytorch-eager": "PyTorch", "onnxruntime": "ORT"}
+
 
 def summary_table(summary: dict[str, Any]) -> Table:
     """One table: accuracy SimMIM vs scratch, INT8 drop, speed-ups, detection mAP."""
@@ -19,28 +21,27 @@ def summary_table(summary: dict[str, Any]) -> Table:
     )
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_column("detail")
+    table.add_column("note")
     gain = h["top1_gain_points"]
-    table.add_row(f"top-1, SimMIM init ({k} labels/class)", f"{h['top1_simmim']:.1f} %",
-                  f"{n} held-out digits, last epoch")  # fmt: skip
-    table.add_row("top-1, from scratch (same recipe)", f"{h['top1_scratch']:.1f} %",
-                  f"SimMIM {'gains' if gain >= 0 else 'loses'} {abs(gain):.1f} points")  # fmt: skip
-    table.add_row("top-1, ONNX FP32 (predict)", f"{h['top1_onnx_fp32']:.1f} %",
-                  "ONNX Runtime on the PNG files")  # fmt: skip
-    table.add_row("top-1, ONNX INT8 (predict)", f"{h['top1_onnx_int8']:.1f} %",
-                  f"INT8 drop vs FP32: {h['int8_drop_points']:+.1f} points")  # fmt: skip
+    table.add_row("top-1, SimMIM init", f"{h['top1_simmim']:.1f} %",
+                  f"{k} labels/class; {n} held-out digits")  # fmt: skip
+    table.add_row("top-1, scratch init", f"{h['top1_scratch']:.1f} %",
+                  f"same recipe; SimMIM {gain:+.1f} points")  # fmt: skip
+    table.add_row("top-1, ONNX FP32", f"{h['top1_onnx_fp32']:.1f} %", "predict on the PNG files")
+    table.add_row("top-1, ONNX INT8", f"{h['top1_onnx_int8']:.1f} %",
+                  f"INT8 drop vs FP32 {h['int8_drop_points']:+.1f} points")  # fmt: skip
     for row in summary["benchmark"]["rows"]:
-        name = f"{row['backend']} {row['precision']}, batch {row['batch']}"
-        speed = "reference" if row["backend"] == "pytorch-eager" else f"{row['speedup']:.2f}x"
-        table.add_row(name, f"{row['images_per_s']:.0f} img/s",
-                      f"model-only, speed-up vs PyTorch eager: {speed}")  # fmt: skip
+        name = f"{_BACKENDS[row['backend']]} {row['precision'].upper()}, batch {row['batch']}"
+        eager = row["backend"] == "pytorch-eager"
+        note = "reference (1.00x)" if eager else f"{row['speedup']:.2f}x PyTorch eager"
+        table.add_row(name, f"{row['images_per_s']:.0f} img/s", f"model only; {note}")
     if h["detection_mAP"] is None:
-        table.add_row("detection mAP@[.5:.95]", "-", "skipped by --fast")
+        table.add_row("detection mAP", "-", "skipped by --fast")
     else:
         det = summary["detection"]
-        table.add_row("detection mAP@[.5:.95]", f"{100 * h['detection_mAP']:.1f}",
-                      f"mAP50 {100 * h['detection_mAP50']:.1f}; {det['epochs']} epochs on "
-                      f"{det['train_images']} images (a short, tiny run)")  # fmt: skip
+        table.add_row("detection mAP", f"{100 * h['detection_mAP']:.1f}",
+                      f"mAP50 {100 * h['detection_mAP50']:.1f}; tiny run: {det['epochs']} epochs, "
+                      f"{det['train_images']} images")  # fmt: skip
     return table
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from simmim_deploy.cli.main import app
+from simmim_deploy.cli.main import app, main
 
 pytest.importorskip("sklearn")
 
@@ -93,10 +92,14 @@ def test_resume_finishes_like_an_uninterrupted_run(run_dir: Path, tmp_path: Path
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
-def test_bad_data_path_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "simmim_deploy.cli.main", *TRAIN[:3], str(tmp_path / "nope"),
-           "--out", str(tmp_path / "run"), "--val-split", "0.2"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+def test_bad_data_path_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # main() in-process (a subprocess would spend its time importing torch)
+    args = [*TRAIN[:3], str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--val-split", "0.2"]
+    monkeypatch.setattr(sys, "argv", ["simmim-deploy", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "nope" in lines[0]

@@ -35,7 +35,7 @@ def test_demo_fast_exits_cleanly_and_prints_one_summary_table(demo_run) -> None:
     result, out = demo_run
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     assert result.stdout.count("simmim-deploy demo (fast") == 1
-    for row in ("SimMIM init", "from scratch", "INT8 drop", "speed-up vs PyTorch eager"):
+    for row in ("SimMIM init", "scratch init", "INT8 drop", "x PyTorch eager", "ORT INT8"):
         assert row in result.stdout
     assert "skipped by --fast" in result.stdout  # the detection row says why it is empty
     assert str(out / "summary.json") in result.stdout.replace("\n", "")
@@ -61,7 +61,7 @@ def test_demo_summary_json_holds_the_headline_figures(demo_run) -> None:
     }  # fmt: skip
     assert all(r["images_per_s"] > 0 and r["speedup"] > 0 for r in rows)
     assert set(summary["stage_seconds"]) == {
-        "data", "pretrain", "finetune", "export", "predict", "benchmark"
+        "data", "pretrain", "finetune-simmim", "finetune-scratch", "export", "predict", "benchmark"
     }  # fmt: skip
 
 

@@ -105,7 +105,7 @@ def test_summary_table_names_every_headline_figure() -> None:
     console = Console(record=True, width=200)
     console.print(summary_table(summary))
     text = console.export_text()
-    for expected in ("71.2 %", "60.4 %", "gains 10.8 points", "+0.3 points", "2.50x", "12.3"):
+    for expected in ("71.2 %", "60.4 %", "SimMIM +10.8 points", "+0.3 points", "2.50x", "12.3"):
         assert expected in text
     assert picture_lines(summary) == [
         "reconstructions: r.png",
