@@ -249,6 +249,14 @@ def build_detector(
         from simmim_deploy.models.checkpoint import load_encoder_into, load_encoder_state
 
         report = load_encoder_into(backbone, load_encoder_state(pretrained))
+        if report["missing"]:
+            # The neck and head start from scratch by design; a backbone tensor should not.
+            log.warning(
+                "%d backbone tensors not in %s (random init): %s",
+                len(report["missing"]),
+                pretrained,
+                ", ".join(report["missing"][:5]),
+            )
         log.info(
             "loaded encoder weights from %s (%d missing, %d unexpected, %d resized)",
             pretrained,
