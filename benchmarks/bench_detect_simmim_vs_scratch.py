@@ -9,8 +9,9 @@
    (COCO mAP@[.5:.95] and mAP50; no model selection on the validation set).
 4. A markdown table: mean +- std over seeds, the SimMIM - scratch delta and ratio.
 
-Default (vit_micro_patch8_64 at 64 px, SEE_RECIPE, 3 seeds x 2 inits = 6 fine-tunes in 2
-parallel single-thread jobs): about 15 min on 2 idle CPU cores.
+Default (vit_micro_patch8_64 at 64 px; 60 pre-training epochs on 2 threads, then 3 seeds x 2
+inits = 6 fine-tunes of the recipe's 22 epochs (~200 s of CPU each) in 2 parallel single-thread
+jobs): about 15 min on 2 idle CPU cores.
     python benchmarks/bench_detect_simmim_vs_scratch.py --work runs/bench-detect
 Smoke test (a few minutes):
     python benchmarks/bench_detect_simmim_vs_scratch.py --work /tmp/bd \\

@@ -64,6 +64,11 @@ def classify(
     ),
     reprob: float | None = typer.Option(None, "--reprob", help="Random erasing probability."),
     hflip: float | None = typer.Option(None, "--hflip", help="Horizontal flip probability."),
+    head_norm: bool | None = typer.Option(
+        None,
+        "--head-norm/--no-head-norm",
+        help="BatchNorm (no affine) before the head, as MAE's linear probe (default: linear).",
+    ),
     workers: int | None = typer.Option(None, "--workers", help="DataLoader worker processes."),
     eval_every: int | None = typer.Option(None, "--eval-every", help="Validate every N epochs."),
     stop_at_step: int | None = typer.Option(
@@ -111,6 +116,7 @@ def classify(
         "randaug": randaug,
         "reprob": reprob,
         "hflip": hflip,
+        "head_norm": head_norm,
         "workers": workers,
         "eval_every": eval_every,
         "stop_at_step": stop_at_step,

@@ -68,6 +68,7 @@ def build_classifier(
     img_size: int | None = None,
     pretrained: str | None = None,
     drop_path_rate: float = 0.1,
+    head_norm: bool = False,
     **timm_kwargs: Any,
 ) -> nn.Module:
     """Build a timm classifier, optionally initialised from pre-trained encoder weights.
@@ -80,6 +81,9 @@ def build_classifier(
         pretrained: ``encoder.safetensors`` (ours), an official SimMIM ``.pth``, a timm state
             dict, or None / ``"none"`` for random initialisation.
         drop_path_rate: stochastic depth rate.
+        head_norm: put a ``BatchNorm1d`` without affine parameters before the linear head
+            (MAE's linear probe: per-feature standardisation of frozen features, which a
+            per-sample LayerNorm does not give); the head becomes ``Sequential(bn, linear)``.
         **timm_kwargs: passed to ``timm.create_model`` (e.g. ``window_size=7``).
 
     Returns:
@@ -99,7 +103,21 @@ def build_classifier(
         report = init_from_pretrained(model, str(pretrained))
         log.info("initialised %s from %s (new: %s)", model_name, pretrained, report.missing)
     _scale_head(model)
+    if head_norm:
+        _add_head_norm(model)
     return model
+
+
+def _add_head_norm(model: nn.Module) -> None:
+    """Replace the linear head by ``Sequential(BatchNorm1d(affine=False), head)`` in place."""
+    head = model.get_classifier()
+    if not isinstance(head, nn.Linear):
+        raise UserError(f"--head-norm needs a linear head, {type(model).__name__} has {head}")
+    bn = nn.BatchNorm1d(head.in_features, affine=False, eps=1e-6)
+    names = [n for n, m in model.named_modules() if m is head and n]
+    parent_name, _, attr = names[0].rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, nn.Sequential(bn, head))
 
 
 def _scale_head(model: nn.Module) -> None:
@@ -173,6 +191,9 @@ def linear_probe_train_mode(model: nn.Module) -> None:
     """
     for module in model.modules():
         module.training = any(p.requires_grad for p in module.parameters(recurse=False))
+    # The head trains, including a parameter-free BatchNorm (--head-norm) that must gather stats.
+    for module in model.get_classifier().modules():
+        module.training = True
 
 
 def classifier_meta_kwargs(model: nn.Module, timm_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -196,6 +217,7 @@ def build_classifier_from_meta(meta: dict[str, Any]) -> nn.Module:
             img_size=meta.get("img_size"),
             pretrained=None,
             drop_path_rate=0.0,
+            head_norm=(meta.get("head") or {}).get("norm") == "batchnorm",
             **dict(meta.get("model_kwargs") or {}),
         )
     except KeyError as exc:

@@ -134,7 +134,11 @@ def checkpoint_meta(model: nn.Module, cfg: ClassifyConfig, class_names: list[str
         "interpolation": str(data_config.get("interpolation", "bicubic")),
         "crop_pct": float(data_config.get("crop_pct", 0.875)),
         "model_kwargs": classifier_meta_kwargs(model, dict(cfg.model_kwargs)),
-        "head": {"type": "linear", "pool": getattr(model, "global_pool", "avg")},
+        "head": {
+            "type": "linear",
+            "pool": getattr(model, "global_pool", "avg"),
+            "norm": "batchnorm" if cfg.head_norm else None,
+        },
         "pruned_arch": None,
         "pretrained": cfg.pretrained,
         "train_config": config_to_dict(cfg),
@@ -258,6 +262,7 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
         img_size=cfg.img_size,
         pretrained=cfg.pretrained,
         drop_path_rate=float(cfg.drop_path or 0.0),
+        head_norm=bool(cfg.head_norm),
         **cfg.model_kwargs,
     )
     if cfg.mode == "linear":

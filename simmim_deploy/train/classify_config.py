@@ -18,7 +18,8 @@ Mode = Literal["full", "linear"]
 OFFICIAL_RANDAUG = "rand-m9-mstd0.5-inc1"
 
 # Per mode: the official full fine-tune; the linear probe of MAE/BEiT (plain crops, no mixup,
-# no regularisation, a frozen encoder, so no drop path and no layer decay).
+# no regularisation, a frozen encoder, so no drop path and no layer decay; MAE's parameter-free
+# BatchNorm before the head, since frozen features differ in scale per dimension).
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "full": dict(
         base_lr=1.25e-3,
@@ -29,6 +30,7 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
         randaug=OFFICIAL_RANDAUG,
         reprob=0.25,
         drop_path=0.1,
+        head_norm=False,
     ),
     "linear": dict(
         base_lr=1e-2,
@@ -39,6 +41,7 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
         randaug="none",
         reprob=0.0,
         drop_path=0.0,
+        head_norm=True,
     ),
 }
 # Layer-wise LR decay of the official recipe: ViT-B 0.65, Swin-B (100 ep) 0.9.
@@ -68,6 +71,8 @@ class ClassifyConfig:
         layer_decay: None: 0.65 ViT, 0.9 Swin (full mode only).
         weight_decay, drop_path, label_smoothing, mixup, cutmix, randaug (``none`` disables),
         reprob: regularisation; None takes the mode's default (:data:`MODE_DEFAULTS`).
+        head_norm: BatchNorm1d without affine parameters before the linear head (MAE's linear
+            probe); None: on for ``linear``, off for ``full``.
         mixup_prob, mixup_switch_prob: how often mixup/cutmix apply and switch.
         hflip: horizontal flip probability (0 for data where mirroring changes the class).
         crop_scale_min: lower area bound of the RandomResizedCrop (upper bound 1).
@@ -106,6 +111,7 @@ class ClassifyConfig:
     mixup_switch_prob: float = 0.5
     randaug: str | None = None
     reprob: float | None = None
+    head_norm: bool | None = None
     hflip: float = 0.5
     crop_scale_min: float = 0.08
     clip_grad: float | None = 5.0

@@ -124,3 +124,21 @@ def test_rebuild_from_meta_matches_architecture() -> None:
     rebuilt.load_state_dict(model.state_dict())  # strict: same architecture
     with pytest.raises(UserError, match="lacks"):
         build_classifier_from_meta({"task": "classification", "model_name": SWIN})
+
+
+@pytest.mark.parametrize("name", [VIT, SWIN])
+def test_head_norm_standardises_features_and_round_trips(name: str) -> None:
+    torch.manual_seed(0)
+    img, kwargs = (64, {"window_size": 4}) if name == SWIN else (32, {})
+    model = build_classifier(name, 3, img_size=img, pretrained="none", head_norm=True, **kwargs)
+    bn, linear = model.get_classifier()
+    assert isinstance(bn, torch.nn.BatchNorm1d) and not bn.affine
+    set_linear_probe(model)
+    model.train()
+    linear_probe_train_mode(model)
+    assert bn.training and not model.patch_embed.training  # the parameter-free BN gathers stats
+    model(torch.randn(4, 3, img, img))
+    assert bn.num_batches_tracked.item() == 1 and bn.running_var.abs().sum() > 0
+    meta = {"task": "classification", "model_name": name, "num_classes": 3, "img_size": img}
+    meta.update(model_kwargs=kwargs, head={"type": "linear", "norm": "batchnorm"})
+    build_classifier_from_meta(meta).load_state_dict(model.state_dict())  # strict

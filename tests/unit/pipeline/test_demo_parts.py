@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from simmim_deploy.core.errors import UserError
-from simmim_deploy.pipeline.demo import MARKER, prepare_out
+from simmim_deploy.pipeline.demo import ERROR_LOG, MARKER, StageRunner, prepare_out
 from simmim_deploy.pipeline.demo_bench import speedup_rows
 from simmim_deploy.pipeline.demo_config import DemoConfig
 from simmim_deploy.pipeline.demo_report import picture_lines, summary_table
@@ -111,3 +111,20 @@ def test_summary_table_names_every_headline_figure() -> None:
         "reconstructions: r.png",
         "detections: (not made in this mode)",
     ]
+
+
+def test_a_failing_stage_is_one_line_naming_it_with_the_traceback_on_disk(tmp_path: Path) -> None:
+    lines: list[str] = []
+    runner = StageRunner(tmp_path, total=2, log=lines.append)
+    with runner.stage("data", "write files"):
+        pass
+    with pytest.raises(UserError) as info, runner.stage("export", "convert"):
+        raise ValueError("opset 99 is not supported\nsecond line")
+    message = str(info.value)
+    assert message.startswith("demo stage 'export' failed: ValueError: opset 99 is not supported")
+    assert "\n" not in message and str(tmp_path / ERROR_LOG) in message
+    assert "second line" in (tmp_path / ERROR_LOG).read_text()
+    expected = "^demo stage 'predict' failed: no images found$"
+    with pytest.raises(UserError, match=expected), runner.stage("predict", "run"):
+        raise UserError("no images found")
+    assert set(runner.seconds) == {"data"} and lines[0] == "[1/2] data: write files"

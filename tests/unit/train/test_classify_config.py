@@ -32,7 +32,17 @@ def test_defaults_follow_mode_and_family_but_never_override() -> None:
     vit = resolve_defaults(ClassifyConfig(data="d", out="o", epochs=10, mixup=0.2))
     assert (vit.layer_decay, vit.mixup, vit.warmup_epochs) == (0.65, 0.2, 2.0)
     linear = resolve_defaults(ClassifyConfig(data="d", out="o", mode="linear"))
-    assert (linear.mixup, linear.drop_path, linear.layer_decay) == (0.0, 0.0, None)
+    assert (linear.mixup, linear.drop_path, linear.layer_decay, linear.head_norm) == (
+        0.0,
+        0.0,
+        None,
+        True,
+    )
+    assert vit.head_norm is False  # full fine-tune: the plain head of the official recipe
+    assert (
+        resolve_defaults(ClassifyConfig("d", "o", mode="linear", head_norm=False)).head_norm
+        is False
+    )
     absolute = resolve_defaults(ClassifyConfig(data="d", out="o", absolute_lr=1e-3))
     assert absolute.base_lr is None
 
