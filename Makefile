@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/simmim-deploy demo --out runs/demo
+	$(BIN)/simmim-deploy demo --out runs/demo --overwrite
 
 demo-fast: $(STAMP)
-	$(BIN)/simmim-deploy demo --fast --out runs/demo-fast
+	$(BIN)/simmim-deploy demo --fast --out runs/demo-fast --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

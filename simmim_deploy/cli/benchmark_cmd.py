@@ -38,13 +38,13 @@ def benchmark(
     from rich.console import Console
     from rich.table import Table
 
-    from simmim_deploy.cli.torch_backend import is_checkpoint
+    from simmim_deploy.export.torch_backend import is_checkpoint
     from simmim_deploy.serve.bench import run_benchmark
 
     names = [b.strip() for b in backends.split(",") if b.strip()]
     extra, manifest = {}, None
     if "torch" in names or is_checkpoint(target):
-        from simmim_deploy.cli.torch_backend import open_torch_backend
+        from simmim_deploy.export.torch_backend import open_torch_backend
 
         extra["torch"], manifest = open_torch_backend(target, threads)
         if is_checkpoint(target):

@@ -46,7 +46,7 @@ def predict(
     )  # fmt: skip
     runner, manifest = None, None
     if backend == "torch" or bundle.suffix in (".pt", ".pth", ".safetensors", ".ckpt"):
-        from simmim_deploy.cli.torch_backend import open_torch_backend
+        from simmim_deploy.export.torch_backend import open_torch_backend
 
         runner, manifest = open_torch_backend(bundle, threads)
     err = Console(stderr=True)

@@ -67,7 +67,7 @@ def serve(
         return
     runtime = None
     if backend == "torch":
-        from simmim_deploy.cli.torch_backend import open_torch_backend
+        from simmim_deploy.export.torch_backend import open_torch_backend
         from simmim_deploy.serve.runtime import Runtime
 
         runner, manifest = open_torch_backend(bundle, threads)

@@ -1,7 +1,7 @@
 """The demo's benchmark: PyTorch eager against ONNX Runtime FP32 and INT8 on the same bundle.
 
-The serving runtime stays torch-free; the PyTorch side enters as a ``Backend`` built here from the
-export stage's ``TorchRunner`` (the same reference the verification gate uses).
+The serving runtime stays torch-free; the PyTorch side enters as the export stage's
+``TorchBackend`` (over the same ``TorchRunner`` the verification gate uses).
 """
 
 from __future__ import annotations
@@ -9,40 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from simmim_deploy.export.torch_backend import open_torch_backend
 
 TORCH = "torch"
-
-
-class EagerBackend:
-    """A serving ``Backend`` over the bundle's source checkpoint, PyTorch eager FP32 on CPU."""
-
-    def __init__(self, checkpoint: str | Path) -> None:
-        from simmim_deploy.export.torch_runner import TorchRunner
-
-        self.checkpoint = Path(checkpoint)
-        self.runner = TorchRunner.from_checkpoint(self.checkpoint)
-        size = int(self.runner.meta["img_size"])
-        self._input_shape: tuple[int | None, int, int, int] = (None, 3, size, size)
-
-    @property
-    def input_shape(self) -> tuple[int | None, int, int, int]:
-        return self._input_shape
-
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(self.runner.names, self.runner(batch), strict=True))
-
-    def describe(self) -> dict[str, Any]:
-        import torch
-
-        return {
-            "backend": "pytorch",
-            "version": torch.__version__,
-            "file": self.checkpoint.name,
-            "precision": "fp32",
-            "device": "cpu",
-            "intra_op_threads": torch.get_num_threads(),
-        }
 
 
 def benchmark_bundle(
@@ -70,7 +39,7 @@ def benchmark_bundle(
         images=str(images),
         out_dir=out,
         precisions=["fp32", "int8"],
-        extra_backends={TORCH: EagerBackend(checkpoint)},
+        extra_backends={TORCH: open_torch_backend(checkpoint)[0]},
         warmup=2,
     )
     return {

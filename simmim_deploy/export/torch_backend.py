@@ -1,4 +1,4 @@
-"""The PyTorch backend for ``predict``/``serve``/``benchmark``: the CLI layer plugs it in.
+"""The PyTorch backend for ``predict``/``serve``/``benchmark`` (the CLI and the demo plug it in).
 
 The edge runtime (``simmim_deploy.serve``) never imports torch; this adapter wraps
 ``simmim_deploy.export.torch_runner.TorchRunner`` in the serving ``Backend`` interface and builds
