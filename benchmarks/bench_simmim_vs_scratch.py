@@ -14,10 +14,12 @@ Default run (vit_micro_patch8_64 at 64 px on builtin:mnist; pre-training 10 epoc
 images = 620 steps of 64, mask cells 16 px (2x the model patch), peak LR 1.5e-3, no drop path;
 3 seeds x K in {10, 50} x 2 inits: 12 linear probes of 300 steps (BatchNorm without affine before
 the head, as MAE) and 12 full fine-tunes of 450 steps, batch 32, in 2 parallel single-thread
-jobs). Pre-training takes about 19 min on a busy shared 2-core machine (1.8 s/step; about 3x
-faster on idle cores). Everything is cached under --work: a rerun skips finished steps, so
-``--inits scratch`` can run while the encoder pre-trains. Results go to --out (JSON) and
-WORK/results.md.
+jobs). Measured on a 2-core machine shared with other jobs (load 5-7): pre-training 735 s
+(1 thread), a linear probe 35-60 s, a full fine-tune 2.5-3 min; all 24 fine-tunes about 24 min
+in 2 single-thread jobs, the whole run about 35 min (the scratch jobs need no encoder and ran
+beside the pre-training). Expect well under half that on 2 idle cores. Everything is cached
+under --work: a rerun skips finished steps, so ``--inits scratch`` can run while the encoder
+pre-trains. Results go to --out (JSON) and WORK/results.md.
     python benchmarks/bench_simmim_vs_scratch.py --work runs/bench-simmim --out runs/bench.json
 Smoke test (a minute or two):
     python benchmarks/bench_simmim_vs_scratch.py --work /tmp/b --pretrain-epochs 1 \\

@@ -63,10 +63,21 @@ class ArrayCalibrationReader:
     def __init__(self, images: np.ndarray, input_name: str, batch_size: int = 16) -> None:
         self.images, self.input_name, self.batch_size = images, input_name, batch_size
         self._it: Iterator[dict[str, np.ndarray]] | None = None
+        self._range = (0, len(self))
+
+    def __len__(self) -> int:
+        """Number of batches (the unit of ``set_range``)."""
+        return -(-len(self.images) // self.batch_size)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Restrict the next pass to batches ``[start_index, end_index)``."""
+        self._range = (start_index, min(end_index, len(self)))
+        self._it = None
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
-        for i in range(0, len(self.images), self.batch_size):
-            yield {self.input_name: np.ascontiguousarray(self.images[i : i + self.batch_size])}
+        for b in range(*self._range):
+            chunk = self.images[b * self.batch_size : (b + 1) * self.batch_size]
+            yield {self.input_name: np.ascontiguousarray(chunk)}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._it is None:
@@ -140,6 +151,10 @@ def quantize_static_int8(
         "DedicatedQDQPair": True,  # a float consumer of a quantized tensor keeps its float input
         "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
         "CalibPercentile": 99.999,
+        # ONNX Runtime keeps every calibrated tensor of every image in memory before reducing
+        # them (tens of GB for ViT-S on 512 images); feeding one batch per pass bounds it.
+        # The option is named for MinMax but ORT applies it to every calibrator.
+        "CalibStridedMinMax": 1,
     }
     kwargs: dict = {}
     if scope == "linear":
