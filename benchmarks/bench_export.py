@@ -1,29 +1,40 @@
-"""Export speed/accuracy trade-off on this CPU: eager FP32 vs ONNX Runtime FP32 / INT8 / pruned.
+"""Export speed/accuracy trade-off on this CPU, classifier and detector, in one run.
 
-For a ViT-S/16 classifier at 224 px (or any checkpoint): PyTorch eager FP32, ONNX Runtime FP32,
-dynamic INT8, static INT8 (linear scope and all ops), and pruned 30% + static INT8 (linear), at
-batch 1 and 32: images/s, latency, model size and top-1 on real labelled data (builtin:mnist
-held-out part), with ratios against eager FP32. Prints a markdown table and writes JSON.
+For each model: PyTorch eager FP32, ONNX Runtime FP32, dynamic INT8, static INT8 (linear scope
+and all ops) and pruned 30% (+ distillation recovery) + static INT8 linear, at batch 1 and 32:
+images/s, latency, model size and the task metric on real labelled held-out data (top-1 on
+builtin:mnist, COCO mAP on builtin:digits-det), with ratios against eager FP32. It also times
+one ViT-S-sized GEMM in FP32 and INT8 on its own: the INT8 speed-up this CPU can give at best.
+Prints markdown tables and writes JSON.
 
-Without ``--checkpoint`` the script makes one: ``--finetune-epochs N`` fine-tunes ViT-S/16 on the
-built-in data with ``simmim_deploy.train.classify`` (slow on CPU: ~minutes per epoch); with the
-default 0 the encoder keeps its random init and only the linear head is fitted (ridge regression
-on its features): cheap, real images, but not a trained encoder, so treat accuracy drops as
-indicative. Targets (issue 4): INT8 >= 3x eager with <= 0.5 pt top-1 drop; pruned + INT8 >= 4.5x
-with <= 1.5 pt.
+The classifier is a ViT-S/16 at 224 px fine-tuned on builtin:mnist from scratch (no downloadable
+weights here), in two stages (benchmarks/recipes/, ~35 min on 2 cores):
 
-Full run (the lead):   python benchmarks/bench_export.py --out runs/bench_export
-Smoke run (tiny):      python benchmarks/bench_export.py --model vit_nano_patch8_32 --img-size 32 \
-                           --eval-images 64 --calib-images 64 --duration 0.5 --out /tmp/bench
+    simmim-deploy train classify --config benchmarks/recipes/vits_mnist_112.yaml \\
+        --out runs/vits-mnist-112
+    simmim-deploy train classify --config benchmarks/recipes/vits_mnist_224.yaml \\
+        --pretrained runs/vits-mnist-112/best.pt --out runs/vits-mnist-224
+
+The detector is the built-in recipe (train/detect_vit_micro_builtin.yaml, ~7 min); without
+--det-checkpoint the script trains it. Targets (issue 4): INT8 >= 3x eager with <= 0.5 pt top-1
+drop; pruned + INT8 >= 4.5x with <= 1.5 pt.
+
+Full run:   python benchmarks/bench_export.py --checkpoint runs/vits-mnist-224/best.pt \\
+                --det-checkpoint runs/det-builtin/best.pt --recover-epochs 2
+Smoke run:  python benchmarks/bench_export.py --checkpoint tiny.pt --no-detector \\
+                --eval-images 64 --calib-images 64 --duration 0.5 --out /tmp/bench
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
+import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,51 +43,105 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import simmim_deploy.models  # noqa: E402,F401
+from simmim_deploy.export.det_truth import detection_map, load_detection_truth  # noqa: E402
 from simmim_deploy.export.inputs import load_image_set, preprocess  # noqa: E402
 from simmim_deploy.export.onnx_export import export_onnx, ort_session  # noqa: E402
 from simmim_deploy.export.prune import distill, prune_model  # noqa: E402
 from simmim_deploy.export.quantize import quantize_dynamic_int8, quantize_static_int8  # noqa: E402
-from simmim_deploy.export.torch_runner import load_model  # noqa: E402
+from simmim_deploy.export.torch_runner import TorchRunner, load_model, output_names  # noqa: E402
+from simmim_deploy.export.verify import run_batched  # noqa: E402
+
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+DET_RECIPE = Path(__file__).resolve().parents[1] / "train" / "detect_vit_micro_builtin.yaml"
 
 
-def make_checkpoint(args: argparse.Namespace, out: Path) -> Path:
-    """A classification checkpoint: fine-tuned in-script, or random encoder + fitted head."""
-    if args.finetune_epochs > 0:
-        from simmim_deploy.train.classify import run_classify
-        from simmim_deploy.train.classify_config import ClassifyConfig
+@dataclasses.dataclass
+class Case:
+    """One model to measure: its checkpoint, real images and how outputs are scored."""
 
-        cfg = ClassifyConfig(data=args.data, out=str(out / "finetune"), model=args.model,
-                             img_size=args.img_size, epochs=args.finetune_epochs, batch_size=32,
-                             warmup_epochs=0.0, mixup=0.0, cutmix=0.0)  # fmt: skip
-        run_classify(cfg)
-        return out / "finetune" / "best.pt"
-    from simmim_deploy.models.classifier import build_classifier_from_meta
-
-    data = load_image_set(args.data, "train", 1000)
-    meta = {"task": "classification", "model_name": args.model, "img_size": args.img_size,
-            "num_classes": len(data.class_names), "class_names": data.class_names,
-            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-            "interpolation": "bicubic", "crop_pct": 0.875, "model_kwargs": {}, "head": {},
-            "pruned_arch": None}  # fmt: skip
-    torch.manual_seed(0)
-    model = build_classifier_from_meta(meta).eval()
-    with torch.no_grad():
-        x = torch.from_numpy(preprocess(data.images, meta))
-        feats = torch.cat([model.forward_head(model.forward_features(c), pre_logits=True)
-                           for c in x.split(64)]).double()  # fmt: skip
-        feats = torch.cat([feats, torch.ones(len(feats), 1, dtype=feats.dtype)], 1)
-        target = torch.nn.functional.one_hot(torch.from_numpy(data.labels)).double() * 8 - 4
-        gram = feats.T @ feats
-        gram += 0.1 * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
-        w = torch.linalg.solve(gram, feats.T @ target)
-        model.get_classifier().weight.copy_(w[:-1].T.float())
-        model.get_classifier().bias.copy_(w[-1].float())
-    path = out / "head_fit.pt"
-    torch.save({"model": model.state_dict(), "meta": meta}, path)
-    return path
+    name: str
+    checkpoint: Path
+    calib: np.ndarray  # training-part images: INT8 ranges and the pruning recovery
+    x: np.ndarray  # held-out images, scored by `score`
+    score: Callable[[list[np.ndarray]], float]
+    metric: str
 
 
-def throughput(run, x: np.ndarray, batch: int, duration: float) -> dict[str, float]:
+def classification_case(args: argparse.Namespace) -> Case:
+    _, meta = load_model(args.checkpoint)
+    val = load_image_set(args.data, "val", args.eval_images)
+    calib = load_image_set(args.data, "train", args.calib_images, seed=1)
+    labels = val.labels
+
+    def top1(outputs: list[np.ndarray]) -> float:
+        return float((outputs[0].argmax(1) == labels).mean() * 100)
+
+    name = f"{meta['model_name']} @ {meta['img_size']} px, {args.data}"
+    return Case(name, args.checkpoint, preprocess(calib.images, meta),
+                preprocess(val.images, meta), top1, "top-1 %")  # fmt: skip
+
+
+def detection_case(args: argparse.Namespace) -> Case:
+    ckpt = args.det_checkpoint or train_detector(args.out / "detector")
+    _, meta = load_model(ckpt)
+    found = load_detection_truth(args.det_data, args.eval_images, meta)
+    if found is None:
+        raise SystemExit(f"{args.det_data} is not annotated detection data with the classes")
+    _, x, truth = found
+    calib = load_image_set(args.det_data, "train", args.calib_images, seed=1)
+    name = f"detector {meta['model_name']} @ {meta['img_size']} px, {args.det_data}"
+    return Case(name, ckpt, preprocess(calib.images, meta), x,
+                lambda outputs: detection_map(outputs, truth)["mAP"], "mAP %")  # fmt: skip
+
+
+def train_detector(out: Path) -> Path:
+    from simmim_deploy.core.config import load_config
+    from simmim_deploy.train.detect import DetectConfig, run_detect
+
+    if not (out / "best.pt").is_file():
+        run_detect(load_config(DetectConfig, DET_RECIPE, {"out": str(out), "progress": False}))
+    return out / "best.pt"
+
+
+def ort_fn(path: Path, threads: int) -> Runner:
+    sess = ort_session(path, threads)
+    return lambda x: sess.run(None, {"images": x})
+
+
+def build_variants(case: Case, args: argparse.Namespace, out: Path) -> dict[str, tuple]:
+    """name -> (runner, size in bytes, note)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model, meta = load_model(case.checkpoint)
+    size, names, task = int(meta["img_size"]), output_names(meta), meta["task"]
+    fp32 = export_onnx(model, size, names, out / "model.onnx", exporter="torchscript").path
+    files = {"ort fp32": fp32}
+    quantize_dynamic_int8(fp32, out / "dyn.onnx")
+    files["ort int8 dynamic"] = out / "dyn.onnx"
+    for scope in ("linear", "all"):
+        path = out / f"{scope}.onnx"
+        quantize_static_int8(fp32, path, case.calib, args.calib_method, scope)
+        files[f"ort int8 static {scope}"] = path
+    pruned = copy.deepcopy(model)
+    prune_model(pruned, size, args.prune)
+    note = "no recovery"
+    if args.recover_epochs:
+        t0 = time.perf_counter()
+        losses = distill(pruned, model, case.calib, args.recover_epochs, task=task)
+        seconds = time.perf_counter() - t0
+        note = (f"{args.recover_epochs} distillation epoch(s) on {len(case.calib)} images, "
+                f"{seconds:.0f} s, loss {losses[0]:.3g} -> {losses[-1]:.3g}")  # fmt: skip
+    p32 = export_onnx(pruned, size, names, out / "pruned.onnx", exporter="torchscript").path
+    quantize_static_int8(p32, out / "pruned.int8.onnx", case.calib, args.calib_method, "linear")
+    files[f"pruned {args.prune:.0%} + int8 linear"] = out / "pruned.int8.onnx"
+    variants = {"eager fp32": (TorchRunner(model, meta), case.checkpoint.stat().st_size, "")}
+    for name, path in files.items():
+        variants[name] = (ort_fn(path, args.threads), path.stat().st_size, "")
+    key = f"pruned {args.prune:.0%} + int8 linear"
+    variants[key] = (*variants[key][:2], note)
+    return variants
+
+
+def throughput(run: Runner, x: np.ndarray, batch: int, duration: float) -> dict[str, float]:
     """images/s and mean latency per batch (ms) after warm-up."""
     xb = np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:])))
     run(xb)
@@ -89,55 +154,86 @@ def throughput(run, x: np.ndarray, batch: int, duration: float) -> dict[str, flo
     return {"images_per_s": batch / dt, "latency_ms": dt * 1000}
 
 
-def top1(run, x: np.ndarray, labels: np.ndarray) -> float:
-    logits = np.concatenate([run(x[i : i + 32]) for i in range(0, len(x), 32)])
-    return float((logits.argmax(1) == labels).mean() * 100)
+def measure(case: Case, args: argparse.Namespace, out: Path) -> list[dict]:
+    rows = []
+    batches = [int(b) for b in args.batches.split(",")]
+    for name, (run, nbytes, note) in build_variants(case, args, out).items():
+        row = {
+            "variant": name,
+            "mb": nbytes / 2**20,
+            "metric": case.score(run_batched(run, case.x, 32)),
+        }
+        for b in batches:
+            row[f"b{b}"] = throughput(run, case.x, b, args.duration)
+        row["note"] = note
+        rows.append(row)
+        print(f"measured {case.name}: {name}", file=sys.stderr)
+    return rows
 
 
-def torch_fn(model: torch.nn.Module):
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(x)).numpy()
+def gemm_ceiling(out: Path, threads: int, duration: float) -> dict[str, float]:
+    """FP32 vs static-INT8 speed of one ViT-S MLP GEMM (6,304 x 384 @ 384 x 1,536) in ORT."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    return run
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.standard_normal((384, 1536)) * 0.05).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["images", "w"], ["y"])], "gemm",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [None, 197, 384])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 197, 1536])], [w],
+    )  # fmt: skip
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out / "gemm.onnx"))
+    x = rng.standard_normal((32, 197, 384)).astype(np.float32)
+    quantize_static_int8(out / "gemm.onnx", out / "gemm.int8.onnx", x[:8], "minmax", "linear")
+    speed = {}
+    for name in ("gemm.onnx", "gemm.int8.onnx"):
+        sess = ort_session(out / name, threads)
+        speed[name] = throughput(lambda b, s=sess: s.run(None, {"images": b}), x, 32, duration)
+    fp32, int8 = (speed[k]["images_per_s"] for k in ("gemm.onnx", "gemm.int8.onnx"))
+    gflop = 2 * 32 * 197 * 384 * 1536 / 1e9
+    return {"fp32_gflops": gflop * fp32 / 32, "int8_gops": gflop * int8 / 32, "ratio": int8 / fp32}
 
 
-def ort_fn(path: Path, threads: int):
-    sess = ort_session(path, threads)
-    return lambda x: sess.run(None, {"images": x})[0]
+def cpu_description() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                  if ln.startswith("model name")), platform.machine())  # fmt: skip
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                  if ln.startswith("flags")), [])  # fmt: skip
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return f"{model}, {torch.get_num_threads()} threads, ISA: {' '.join(isa) or 'none listed'}"
 
 
-def build_variants(args, ckpt: Path, out: Path, calib: np.ndarray) -> dict:
-    """name -> (runner, size in bytes)."""
-    model, meta = load_model(ckpt)
-    size = int(meta["img_size"])
-    fp32 = export_onnx(model, size, ["logits"], out / "model.onnx", exporter="torchscript").path
-    variants = {"eager fp32": (torch_fn(model), ckpt.stat().st_size), "ort fp32": fp32}
-    quantize_dynamic_int8(fp32, out / "dyn.onnx")
-    variants["ort int8 dynamic"] = out / "dyn.onnx"
-    for scope in ("linear", "all"):
-        quantize_static_int8(fp32, out / f"{scope}.onnx", calib, args.calib_method, scope)
-        variants[f"ort int8 static {scope}"] = out / f"{scope}.onnx"
-    pruned = copy.deepcopy(model)
-    prune_model(pruned, size, args.prune)
-    if args.recover_epochs:
-        distill(pruned, model, calib, args.recover_epochs)
-    p32 = export_onnx(pruned, size, ["logits"], out / "pruned.onnx", exporter="torchscript").path
-    quantize_static_int8(p32, out / "pruned.int8.onnx", calib, args.calib_method, "linear")
-    variants[f"pruned {args.prune:.0%} + int8 linear"] = out / "pruned.int8.onnx"
-    return {
-        k: (ort_fn(v, args.threads), v.stat().st_size) if isinstance(v, Path) else v
-        for k, v in variants.items()
-    }
+def table(rows: list[dict], batches: list[int], metric: str) -> str:
+    base = rows[0]
+    head = f"| variant | MB | {metric} | drop pt |"
+    head += "".join(f" b{b} img/s | b{b} ms | b{b} x eager |" for b in batches)
+    lines = [head, "|" + " --- |" * (4 + 3 * len(batches))]
+    for r in rows:
+        cells = [r["variant"], f"{r['mb']:.1f}", f"{r['metric']:.2f}",
+                 f"{base['metric'] - r['metric']:+.2f}"]  # fmt: skip
+        for b in batches:
+            m = r[f"b{b}"]
+            ratio = m["images_per_s"] / base[f"b{b}"]["images_per_s"]
+            cells += [f"{m['images_per_s']:.1f}", f"{m['latency_ms']:.1f}", f"{ratio:.2f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- {r['variant']}: {r['note']}" for r in rows if r["note"]]
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, help="fine-tuned classifier best.pt")
-    ap.add_argument("--model", default="vit_small_patch16_224")
-    ap.add_argument("--img-size", type=int, default=224)
-    ap.add_argument("--data", default="builtin:mnist")
-    ap.add_argument("--finetune-epochs", type=int, default=0)
+    ap.add_argument("--checkpoint", type=Path, required=True, help="fine-tuned classifier best.pt")
+    ap.add_argument("--data", default="builtin:mnist", help="its labelled data")
+    ap.add_argument("--det-checkpoint", type=Path, help="detector best.pt (default: train one)")
+    ap.add_argument("--det-data", default="builtin:digits-det")
+    ap.add_argument("--no-detector", action="store_true", help="classifier only")
     ap.add_argument("--eval-images", type=int, default=500)
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--calib-method", default="percentile")
@@ -150,47 +246,26 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    ckpt = args.checkpoint or make_checkpoint(args, args.out)
-    _, meta = load_model(ckpt)
-    val = load_image_set(args.data, "val", args.eval_images)
-    x_val = preprocess(val.images, meta)
-    calib = preprocess(load_image_set(args.data, "train", args.calib_images, seed=1).images, meta)
-    variants = build_variants(args, ckpt, args.out, calib)
     batches = [int(b) for b in args.batches.split(",")]
-    rows = []
-    for name, (run, nbytes) in variants.items():
-        row = {"variant": name, "mb": nbytes / 2**20, "top1": top1(run, x_val, val.labels)}
-        for b in batches:
-            row[f"b{b}"] = throughput(run, x_val, b, args.duration)
-        rows.append(row)
-        print(f"measured {name}", file=sys.stderr)
-    report(rows, batches, args, ckpt)
-
-
-def report(rows: list[dict], batches: list[int], args, ckpt: Path) -> None:
-    base = rows[0]
-    head = "| variant | MB | top-1 % | drop pt |"
-    head += "".join(f" b{b} img/s | b{b} ms | b{b} x eager |" for b in batches)
-    lines = [head, "|" + " --- |" * (4 + 3 * len(batches))]
-    for r in rows:
-        cells = [
-            r["variant"],
-            f"{r['mb']:.1f}",
-            f"{r['top1']:.2f}",
-            f"{base['top1'] - r['top1']:+.2f}",
-        ]
-        for b in batches:
-            m = r[f"b{b}"]
-            ratio = m["images_per_s"] / base[f"b{b}"]["images_per_s"]
-            cells += [f"{m['images_per_s']:.1f}", f"{m['latency_ms']:.1f}", f"{ratio:.2f}x"]
-        lines.append("| " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
-    print(f"\nmodel {args.model} @ {args.img_size}px, checkpoint {ckpt}, {args.threads} threads, "
-          f"data {args.data} ({args.eval_images} eval images)\n")  # fmt: skip
-    print(table)
-    result = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "table": table}
+    cases = [classification_case(args)]
+    if not args.no_detector:
+        cases.append(detection_case(args))
+    result: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "cpu": cpu_description()}
+    result["gemm"] = gemm_ceiling(args.out / "gemm", args.threads, args.duration)
+    gemm = result["gemm"]
+    text = [f"CPU: {result['cpu']}",
+            f"ViT-S MLP GEMM alone: FP32 {gemm['fp32_gflops']:.0f} GFLOP/s, "
+            f"INT8 {gemm['int8_gops']:.0f} GOP/s = {gemm['ratio']:.2f}x"]  # fmt: skip
+    result["cases"] = []
+    for i, case in enumerate(cases):
+        rows = measure(case, args, args.out / f"case{i}")
+        md = table(rows, batches, case.metric)
+        result["cases"].append({"name": case.name, "checkpoint": str(case.checkpoint),
+                                "eval_images": len(case.x), "rows": rows, "table": md})  # fmt: skip
+        text += ["", f"{case.name}, {len(case.x)} held-out images, {case.checkpoint}:", "", md]
+    print("\n".join(text))
     (args.out / "bench_export.json").write_text(json.dumps(result, indent=2))
-    (args.out / "bench_export.md").write_text(table + "\n")
+    (args.out / "bench_export.md").write_text("\n".join(text) + "\n")
 
 
 if __name__ == "__main__":

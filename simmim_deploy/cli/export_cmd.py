@@ -31,7 +31,10 @@ def export(
     ),
     batch: str | None = typer.Option(None, "--batch", help="Batch profile MIN:OPT:MAX."),
     eval_data: str | None = typer.Option(
-        None, "--eval-data", help="Labelled data for the accuracy check (builtin:NAME, folder)."
+        None,
+        "--eval-data",
+        help="Labelled held-out data for the task metric: top-1 (builtin:mnist, ImageFolder) "
+        "or COCO mAP (COCO folder, yolo:DIR, voc:DIR, builtin:digits-det).",
     ),
     config: Path | None = typer.Option(
         None, "--config", help="Export profile YAML (export/*.yaml); options here override it."

@@ -26,14 +26,17 @@ from simmim_deploy.core.manifest import write_manifest
 from simmim_deploy.export import facts as F
 from simmim_deploy.export.config import ExportConfig
 from simmim_deploy.export.converters import CONVERTERS, FILENAMES, ConvertContext
+from simmim_deploy.export.det_truth import detection_map
 from simmim_deploy.export.inputs import ImageSet, batch_sha256, load_image_set, preprocess
 from simmim_deploy.export.onnx_export import export_onnx, ort_session, set_metadata
 from simmim_deploy.export.torch_runner import TorchRunner, load_model, output_names
 from simmim_deploy.export.verify import (
+    VerificationSet,
     compare_classification,
     ort_runner,
     raise_if_failed,
     run_batched,
+    verification_set,
     verify_outputs,
 )
 
@@ -51,16 +54,6 @@ def _images(
     if not data.images:
         raise UserError(f"no usable images in {source}")
     return data, preprocess(data.images, meta)
-
-
-def _labels_for(data: ImageSet, meta: dict[str, Any]) -> np.ndarray | None:
-    """Labels usable for the task metric: classification, with the checkpoint's class names."""
-    if meta["task"] != "classification" or data.labels is None:
-        return None
-    if [str(c) for c in data.class_names or []] != [str(c) for c in meta.get("class_names", [])]:
-        log.warning("eval data classes differ from the checkpoint's: no accuracy reported")
-        return None
-    return data.labels
 
 
 def _prune(
@@ -122,11 +115,10 @@ def export_bundle(config: ExportConfig) -> Path:
             "skipped": cdata.skipped,
         }
     vsource = config.eval_data or config.calib_data or DEFAULT_VERIFY_DATA
-    vdata, verify_x = _images(vsource, "val", config.verify_images, meta)
-    labels = _labels_for(vdata, meta)
+    vset = verification_set(vsource, config.verify_images, meta)
     try:
         with atomic_directory(config.out, overwrite=config.overwrite) as tmp:
-            _build(tmp, model, meta, config, calib, calib_info, verify_x, labels, vdata)
+            _build(tmp, model, meta, config, calib, calib_info, vset)
     except FileExistsError:
         raise UserError(
             f"{config.out} already exists: choose another --out or pass --overwrite"
@@ -142,21 +134,21 @@ def _build(
     cfg: ExportConfig,
     calib: np.ndarray | None,
     calib_info: dict | None,
-    verify_x: np.ndarray,
-    labels: np.ndarray | None,
-    vdata: ImageSet,
+    vset: VerificationSet,
 ) -> None:
     facts = F.model_facts(meta, cfg.checkpoint, cfg.batch)  # type: ignore[arg-type]
     if calib_info:
         facts["calibration"] = calib_info
     if cfg.prune or cfg.prune_blocks:
-        unpruned = TorchRunner(model, meta).run_batches(verify_x, batch_size=16)
-        facts["pruning"] = _prune(model, meta, cfg, calib, verify_x, out)
-        if labels is not None:
-            # The pruning budget is judged against the unpruned model, not the pruned reference.
-            before = compare_classification(unpruned[0], unpruned[0], labels)["top1"]
+        unpruned = TorchRunner(model, meta).run_batches(vset.x, batch_size=16)
+        facts["pruning"] = _prune(model, meta, cfg, calib, vset.x, out)
+        # The pruning budget is judged against the unpruned model, not the pruned reference.
+        if vset.labels is not None:
+            before = compare_classification(unpruned[0], unpruned[0], vset.labels)["top1"]
             facts["pruning"]["top1_unpruned"] = before
-    reference = TorchRunner(model, meta).run_batches(verify_x, batch_size=16)
+        if vset.truth is not None:
+            facts["pruning"]["map_unpruned"] = detection_map(unpruned, vset.truth)["mAP"]
+    reference = TorchRunner(model, meta).run_batches(vset.x, batch_size=16)
     fp32 = out / FILENAMES["fp32"]
     result = export_onnx(
         model,
@@ -176,8 +168,8 @@ def _build(
     ctx = ConvertContext(calib, cfg.calib_method, cfg.int8_scope)
     details: dict[str, dict[str, Any]] = {"fp32": {"float_ops": [], "exporter": result.exporter}}
     parity: dict[str, Any] = {
-        "data": vdata.description,
-        "num_images": len(verify_x),
+        "data": vset.data.description,
+        "num_images": len(vset.x),
         "reference": "pytorch",
         "artefacts": {},
     }
@@ -185,7 +177,7 @@ def _build(
         path = out / FILENAMES[precision]
         if precision != "fp32":
             details[precision] = CONVERTERS[precision](fp32, path, ctx)
-        outputs = run_batched(ort_runner(path), verify_x)
+        outputs = run_batched(ort_runner(path), vset.x)
         entry = verify_outputs(
             precision,
             path.name,
@@ -193,7 +185,8 @@ def _build(
             outputs,
             meta["task"],
             cfg.thresholds_for(precision),
-            labels,
+            vset.labels,
+            vset.truth,
         )
         parity["artefacts"][precision] = entry
         raise_if_failed(entry)

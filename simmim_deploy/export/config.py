@@ -76,7 +76,9 @@ class ExportConfig:
         prune_blocks: whole transformer blocks to drop (least important first).
         recover_epochs: distillation epochs after pruning (needs ``calib_data`` or ``eval_data``).
         batch: TensorRT/Triton batch profile ``(min, opt, max)``.
-        eval_data: labelled data for the task metric (``builtin:mnist``, an ImageFolder).
+        eval_data: labelled data for the task metric: classification ``builtin:mnist`` or an
+            ImageFolder (top-1), detection a COCO folder, ``yolo:``/``voc:`` or
+            ``builtin:digits-det`` (COCO mAP).
         verify_images: images run through PyTorch and every artefact.
         thresholds: per-precision overrides, e.g. ``{"int8": {"min_cosine": 0.95}}``.
         triton: also write a Triton model repository under ``BUNDLE/triton``.

@@ -121,7 +121,8 @@ def load_image_set(source: str, split: Split, limit: int, seed: int = 0) -> Imag
 
     Args:
         source: ``builtin:mnist|digits|photos``, an ImageFolder tree (labelled), a tree with
-            ``train/`` and ``val/``, or any folder of images (unlabelled).
+            ``train/`` and ``val/``, any folder of images (unlabelled), or detection data
+            (``builtin:digits-det``, ``yolo:DIR``, ``voc:DIR``; images only).
         split: ``train`` for calibration/recovery, ``val`` for verification and metrics.
         limit: at most this many images, drawn with ``seed`` when there are more.
         seed: seeds the draw.
@@ -130,7 +131,10 @@ def load_image_set(source: str, split: Split, limit: int, seed: int = 0) -> Imag
         UserError: unknown built-in name, missing folder, no images.
     """
     from simmim_deploy.data.builtin import BUILTIN_PREFIX, load_builtin
+    from simmim_deploy.data.det_sources import BUILTIN_DET
 
+    if source in BUILTIN_DET or source.startswith(("yolo:", "voc:")):
+        return _detection_images(source, split, limit, seed)
     if source.startswith(BUILTIN_PREFIX):
         name = source[len(BUILTIN_PREFIX) :]
         data = load_builtin(name)
@@ -159,6 +163,20 @@ def _labelled(source: str, split: Split, limit: int, seed: int) -> ImageSet:
     images, labels, skipped = _decode([part.items[i] for i in idx], part.labels[idx])
     desc = f"{splits.description}, {split} part"
     return ImageSet(images, labels, list(part.class_names), desc, skipped)
+
+
+def _detection_images(source: str, split: Split, limit: int, seed: int) -> ImageSet:
+    """The images (no labels) of one part of detection data, for calibration or parity."""
+    import tempfile
+
+    from simmim_deploy.data.det_sources import load_detection_splits
+
+    with tempfile.TemporaryDirectory() as tmp:
+        splits = load_detection_splits(source, None, tmp)
+        part = splits.train if split == "train" else splits.val
+        idx = _indices(len(part.images), limit, seed)
+        images, _, skipped = _decode([part.images[i].path for i in idx], None)
+    return ImageSet(images, None, None, f"{source}, {split} part", skipped)
 
 
 def _folder(root: Path, limit: int, seed: int) -> ImageSet:

@@ -3,13 +3,15 @@
 Classification: max abs/rel error, cosine similarity and top-1 agreement of the logits, plus
 top-1 accuracy on labelled data (its drop in points against PyTorch). Detection: boxes matched
 to the reference detections (same class, greedy by IoU) give the mean matched IoU and the share
-of reference boxes found. An artefact that misses its precision's budget fails with one line that
-names the worst output; nothing is shipped.
+of reference boxes found, plus COCO mAP against annotations when the verification data has them
+(its drop in points; :mod:`simmim_deploy.export.det_truth`). An artefact that misses its
+precision's budget fails with one line that names the worst output; nothing is shipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,52 @@ import numpy as np
 
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.export.config import Thresholds
+from simmim_deploy.export.det_truth import DetectionTruth, detection_map, load_detection_truth
+from simmim_deploy.export.inputs import ImageSet, load_image_set, preprocess
+
+log = logging.getLogger(__name__)
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]
 
 
 class VerificationError(UserError):
     """An artefact missed its parity budget (one-line message naming the worst output)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationSet:
+    """The held-out images an export is verified on, preprocessed, with what scores them.
+
+    Attributes:
+        data: the decoded images and where they come from.
+        x: float32 ``(N, 3, S, S)`` model inputs.
+        labels: class ids (classification data with the checkpoint's classes), else None.
+        truth: annotations (detection data with the checkpoint's categories), else None.
+    """
+
+    data: ImageSet
+    x: np.ndarray
+    labels: np.ndarray | None = None
+    truth: DetectionTruth | None = None
+
+
+def verification_set(source: str, limit: int, meta: dict[str, Any]) -> VerificationSet:
+    """Load up to ``limit`` held-out images of ``source`` for ``meta``'s task."""
+    if meta["task"] == "detection":
+        found = load_detection_truth(source, limit, meta)
+        if found is not None:
+            return VerificationSet(*found[:2], truth=found[2])
+    data = load_image_set(source, "val", limit)
+    if not data.images:
+        raise UserError(f"no usable images in {source}")
+    labels = None
+    if meta["task"] == "classification" and data.labels is not None:
+        names = [str(c) for c in meta.get("class_names", [])]
+        if [str(c) for c in data.class_names or []] == names:
+            labels = data.labels
+        else:
+            log.warning("verification data classes differ from the checkpoint's: no accuracy")
+    return VerificationSet(data, preprocess(data.images, meta), labels)
 
 
 def run_batched(runner: Runner, images: np.ndarray, batch_size: int = 16) -> list[np.ndarray]:
@@ -120,12 +162,29 @@ def compare_detection(ref: list[np.ndarray], got: list[np.ndarray]) -> dict[str,
     }
 
 
+def compare_map(
+    ref: list[np.ndarray], got: list[np.ndarray], truth: DetectionTruth
+) -> dict[str, float]:
+    """COCO mAP (%) of the reference and of the artefact on annotated images, and the drop."""
+    before, after = detection_map(ref, truth), detection_map(got, truth)
+    return {
+        "map_reference": before["mAP"],
+        "map": after["mAP"],
+        "map50_reference": before["mAP50"],
+        "map50": after["mAP50"],
+        "map_drop": before["mAP"] - after["mAP"],
+    }
+
+
 def check_thresholds(metrics: dict[str, float], t: Thresholds, task: str) -> list[str]:
     """The budgets ``metrics`` misses, as short phrases (empty: passed)."""
     fails = []
     if task == "detection":
         if t.min_box_iou is not None and metrics["box_iou"] < t.min_box_iou:
             fails.append(f"boxes matched IoU {metrics['box_iou']:.4f} < {t.min_box_iou}")
+        drop = metrics.get("map_drop")
+        if t.max_metric_drop is not None and drop is not None and drop > t.max_metric_drop:
+            fails.append(f"mAP drop {drop:.2f} pt > {t.max_metric_drop} pt")
         return fails
     if metrics["cosine_mean"] < t.min_cosine:
         fails.append(
@@ -152,14 +211,21 @@ def verify_outputs(
     task: str,
     thresholds: Thresholds,
     labels: np.ndarray | None = None,
+    truth: DetectionTruth | None = None,
 ) -> dict[str, Any]:
     """Compare one artefact's outputs with the reference and apply its budget.
+
+    Args:
+        labels: class ids of the images (classification accuracy and its drop).
+        truth: annotations of the images (detection mAP and its drop).
 
     Returns:
         The ``report/parity.json`` entry: metrics, thresholds, ``passed`` and ``failures``.
     """
     if task == "detection":
         metrics = compare_detection(reference, outputs)
+        if truth is not None:
+            metrics.update(compare_map(reference, outputs, truth))
     else:
         metrics = compare_classification(reference[0], outputs[0], labels)
     fails = check_thresholds(metrics, thresholds, task)
@@ -206,29 +272,25 @@ def verify_bundle(
     from simmim_deploy.core.atomic import atomic_write_text
     from simmim_deploy.core.manifest import read_manifest
     from simmim_deploy.export.config import DEFAULT_THRESHOLDS
-    from simmim_deploy.export.inputs import load_image_set, preprocess
 
     root = Path(bundle)
     manifest = read_manifest(root)
     meta = _meta_from_manifest(manifest)
-    images = load_image_set(data, "val", limit)
-    x = preprocess(images.images, meta)
+    vset = verification_set(data, limit, meta)
     ref_runner, ref_name = _reference_runner(root, manifest, reference)
-    ref = run_batched(ref_runner, x)
-    same_classes = [str(c) for c in images.class_names or []] == manifest["class_names"]
-    labels = images.labels if manifest["task"] == "classification" and same_classes else None
+    ref = run_batched(ref_runner, vset.x)
     report: dict[str, Any] = {
-        "data": images.description,
-        "num_images": len(x),
+        "data": vset.data.description,
+        "num_images": len(vset.x),
         "reference": ref_name,
         "artefacts": {},
     }
     for precision, art in manifest["artefacts"].items():
         recorded = art.get("thresholds")
         t = Thresholds(**recorded) if recorded else DEFAULT_THRESHOLDS[precision]
-        out = run_batched(ort_runner(root / art["file"]), x)
+        out = run_batched(ort_runner(root / art["file"]), vset.x)
         report["artefacts"][precision] = verify_outputs(
-            precision, art["file"], ref, out, manifest["task"], t, labels
+            precision, art["file"], ref, out, manifest["task"], t, vset.labels, vset.truth
         )
     atomic_write_text(root / "report" / "parity.json", json.dumps(report, indent=2) + "\n")
     for entry in report["artefacts"].values():
@@ -242,6 +304,7 @@ def _meta_from_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     size = pre.get("crop") or pre["size"]
     return {
         "task": manifest["task"],
+        "class_names": manifest["class_names"],
         "img_size": size,
         "mean": pre["mean"],
         "std": pre["std"],
