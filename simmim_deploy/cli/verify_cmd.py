@@ -33,5 +33,7 @@ def verify(
         )
         if "top1" in m:
             detail += f", top-1 {m['top1']:.2f}% (drop {m['top1_drop']:+.2f} pt)"
+        if "map" in m:
+            detail += f", mAP {m['map']:.2f}% (drop {m['map_drop']:+.2f} pt)"
         typer.echo(f"{precision:>12}: passed ({detail})")
     typer.echo(f"report: {bundle / 'report' / 'parity.json'} (reference: {report['reference']})")

@@ -17,7 +17,6 @@ PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 INT8_SCOPES = ("linear", "all")
 EXPORTERS = ("auto", "dynamo", "torchscript")
-MIN_CALIB_WARN = 300  # fewer calibration images than this gives noisy activation ranges
 
 
 def parse_batch(text: str | Sequence[int]) -> tuple[int, int, int]:
