@@ -13,10 +13,18 @@ from simmim_deploy.models.detector import build_detector, build_detector_from_me
 OUTPUTS = ["boxes", "scores", "labels", "num_detections"]
 
 
-def _detector(name: str, size: int):
+TINY_BEIT = dict(depth=1, embed_dim=64, num_heads=2, patch_size=8)
+
+
+def _detector(name: str, size: int, model_kwargs: dict | None = None):
     torch.manual_seed(0)
     model = build_detector(
-        name, 3, size, head={"channels": 32, "num_convs": 1}, post={"max_dets": 20}
+        name,
+        3,
+        size,
+        head={"channels": 32, "num_convs": 1},
+        post={"max_dets": 20},
+        model_kwargs=model_kwargs,
     )
     # Give the head a spread of scores so NMS and the threshold have real work to do.
     with torch.no_grad():
@@ -55,10 +63,16 @@ def _check_parity(model, size: int, path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "size"), [("vit_nano_patch8_32", 32), ("swin_nano_patch4_window4_64", 64)]
+    ("name", "size", "kwargs"),
+    [
+        ("vit_nano_patch8_32", 32, None),
+        ("beit_base_patch16_224", 32, TINY_BEIT),
+        ("swin_nano_patch4_window4_64", 64, None),
+    ],
+    ids=["vit", "beit", "swin"],
 )
-def test_torchscript_export_matches_pytorch(name, size, tmp_path):
-    model = _detector(name, size)
+def test_torchscript_export_matches_pytorch(name, size, kwargs, tmp_path):
+    model = _detector(name, size, kwargs)
     _export(model, size, tmp_path / "det.onnx", dynamo=False)
     _check_parity(model, size, tmp_path / "det.onnx")
 
