@@ -238,7 +238,7 @@ def main() -> None:
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--calib-method", default="percentile")
     ap.add_argument("--prune", type=float, default=0.3)
-    ap.add_argument("--recover-epochs", type=int, default=0)
+    ap.add_argument("--recover-epochs", type=int, default=3, help="distillation after pruning")
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     ap.add_argument("--threads", type=int, default=2)
