@@ -20,7 +20,7 @@ The detector is the built-in recipe (train/detect_vit_micro_builtin.yaml, ~7 min
 drop; pruned + INT8 >= 4.5x with <= 1.5 pt.
 
 Full run:   python benchmarks/bench_export.py --checkpoint runs/vits-mnist-224/best.pt \\
-                --det-checkpoint runs/det-builtin/best.pt --recover-epochs 2
+                --det-checkpoint runs/bench-detect/scratch-seed0/best.pt
 Smoke run:  python benchmarks/bench_export.py --checkpoint tiny.pt --no-detector \\
                 --eval-images 64 --calib-images 64 --duration 0.5 --out /tmp/bench
 """
