@@ -55,9 +55,9 @@ def load_detection_truth(
         None when ``source`` is not annotated detection data or its categories differ from the
         checkpoint's (a warning says so); unreadable images are skipped and counted.
     """
+    from simmim_deploy.data.coco_eval import coco_ground_truth
     from simmim_deploy.data.det_sources import load_detection_eval
     from simmim_deploy.data.images import load_rgb
-    from simmim_deploy.train.detect_eval import coco_ground_truth
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -96,7 +96,7 @@ def detection_map(outputs: list[np.ndarray], truth: DetectionTruth) -> dict[str,
         ``{"mAP", "mAP50"}`` in percent.
     """
     from simmim_deploy.core.boxes import boxes_to_original
-    from simmim_deploy.train.detect_eval import coco_map, coco_results
+    from simmim_deploy.data.coco_eval import coco_map, coco_results
 
     boxes, scores, labels, num = outputs
     predictions = []

@@ -24,17 +24,11 @@ from torch import nn
 from simmim_deploy.core.atomic import atomic_path, atomic_write_text
 from simmim_deploy.core.config import config_to_dict, save_config
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.data.coco_eval import coco_ground_truth, coco_map, coco_results
 from simmim_deploy.models.det_loss import assign_targets, fcos_loss
 from simmim_deploy.models.detector import Detector
 from simmim_deploy.train.detect_config import DetectConfig, resolve_defaults
-from simmim_deploy.train.detect_eval import (
-    coco_ground_truth,
-    coco_map,
-    coco_results,
-    make_loader,
-    predict,
-    write_visualisations,
-)
+from simmim_deploy.train.detect_eval import make_loader, predict, write_visualisations
 from simmim_deploy.train.engine import (
     EngineConfig,
     TrainTask,

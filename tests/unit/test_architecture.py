@@ -69,6 +69,14 @@ def test_core_is_torch_free_and_lower_layers_do_not_import_upper_ones() -> None:
             assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
+@pytest.mark.parametrize("stage", ["train", "export"])
+def test_stages_do_not_import_each_other(stage: str) -> None:
+    siblings = tuple(f"simmim_deploy.{s}" for s in ("train", "export", "serve") if s != stage)
+    for path in _files(stage):
+        bad = {m for m in _imports(path) if m.startswith(siblings)}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
 def test_importing_the_package_does_not_import_torch() -> None:
     code = "import sys, simmim_deploy, simmim_deploy.core.manifest; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from simmim_deploy.train.detect_eval import coco_map
+from simmim_deploy.data.coco_eval import coco_map
 
 GT = {
     "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 80}],
