@@ -132,12 +132,12 @@ def build_variants(case: Case, args: argparse.Namespace, out: Path) -> dict[str,
                 f"{seconds:.0f} s, loss {losses[0]:.3g} -> {losses[-1]:.3g}")  # fmt: skip
     p32 = export_onnx(pruned, size, names, out / "pruned.onnx", exporter="torchscript").path
     quantize_static_int8(p32, out / "pruned.int8.onnx", case.calib, args.calib_method, "linear")
-    files[f"pruned {args.prune:.0%} + int8 linear"] = out / "pruned.int8.onnx"
+    pruned_name = f"pruned {args.prune:.0%} + int8 linear"
+    files[pruned_name] = out / "pruned.int8.onnx"
     variants = {"eager fp32": (TorchRunner(model, meta), case.checkpoint.stat().st_size, "")}
     for name, path in files.items():
-        variants[name] = (ort_fn(path, args.threads), path.stat().st_size, "")
-    key = f"pruned {args.prune:.0%} + int8 linear"
-    variants[key] = (*variants[key][:2], note)
+        notes = note if name == pruned_name else ""
+        variants[name] = (ort_fn(path, args.threads), path.stat().st_size, notes)
     return variants
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from simmim_deploy.core.boxes import Letterbox, letterbox_geometry
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.export.inputs import ImageSet, preprocess
 
@@ -29,15 +30,13 @@ class DetectionTruth:
     Attributes:
         ground_truth: COCO dict (images, annotations, categories) of exactly those images.
         image_ids: COCO image id of each input row.
-        scales: letterbox scale of each row (network pixels = original pixels x scale).
-        sizes: original ``(width, height)`` of each row.
+        geometries: how each row was letterboxed (maps its boxes back to original pixels).
         category_ids: COCO category id of each class index.
     """
 
     ground_truth: dict[str, Any]
     image_ids: list[int]
-    scales: np.ndarray
-    sizes: list[tuple[int, int]]
+    geometries: list[Letterbox]
     category_ids: list[int]
 
 
@@ -47,7 +46,7 @@ def load_detection_truth(
     """Images, their preprocessed batch and ground truth, or None for unannotated ``source``.
 
     Args:
-        source: a ``--data`` value of ``train detect`` (its validation part is used).
+        source: a ``--data`` value of ``train detect`` (its held-out part is used).
         limit: at most this many images (the first ones, so runs are comparable).
         meta: the detector's checkpoint meta (img_size, class_names, preprocessing).
 
@@ -56,13 +55,16 @@ def load_detection_truth(
         checkpoint's (a warning says so); unreadable images are skipped and counted.
     """
     from simmim_deploy.data.coco_eval import coco_ground_truth
-    from simmim_deploy.data.det_sources import load_detection_eval
+    from simmim_deploy.data.det_sources import load_detection_splits
     from simmim_deploy.data.images import load_rgb
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            coco = load_detection_eval(source, tmp)
-        except UserError:
+            # The part `train detect` held out (its 10 % split when the data has no val part),
+            # never the images calibration draws from.
+            coco = load_detection_splits(source, None, tmp).val
+        except UserError as err:
+            log.warning("no mAP on %s (not annotated detection data: %s)", source, err)
             return None
         if [str(c) for c in coco.class_names] != [str(c) for c in meta["class_names"]]:
             log.warning("%s has other categories than the checkpoint: no mAP reported", source)
@@ -80,8 +82,7 @@ def load_detection_truth(
     truth = DetectionTruth(
         ground_truth=coco_ground_truth(coco, {r.image_id for r in records}),
         image_ids=[r.image_id for r in records],
-        scales=np.asarray([size / max(im.size) for im in images], np.float64),
-        sizes=[im.size for im in images],
+        geometries=[letterbox_geometry(im.width, im.height, size) for im in images],
         category_ids=list(coco.category_ids),
     )
     desc = f"{source} ({len(images)} annotated images)"
@@ -100,12 +101,12 @@ def detection_map(outputs: list[np.ndarray], truth: DetectionTruth) -> dict[str,
 
     boxes, scores, labels, num = outputs
     predictions = []
-    for i, image_id in enumerate(truth.image_ids):
+    for i, (image_id, geo) in enumerate(zip(truth.image_ids, truth.geometries, strict=True)):
         n = int(num[i])
         predictions.append(
             {
                 "image_id": image_id,
-                "boxes": boxes_to_original(boxes[i, :n], truth.scales[i], (0, 0), truth.sizes[i]),
+                "boxes": boxes_to_original(boxes[i, :n], geo.scale, geo.pad, geo.original),
                 "scores": scores[i, :n],
                 "labels": labels[i, :n],
             }

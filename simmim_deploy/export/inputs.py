@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from simmim_deploy.core.boxes import letterbox_geometry
 from simmim_deploy.core.errors import UserError
 
 Split = Literal["train", "val"]
@@ -79,8 +80,7 @@ def _classification_transform(block: dict[str, Any]):  # noqa: ANN202 - torchvis
 
 def _letterbox(img: Image.Image, block: dict[str, Any]) -> np.ndarray:
     size = block["size"]
-    ratio = size / max(img.size)
-    new_w, new_h = max(1, round(img.width * ratio)), max(1, round(img.height * ratio))
+    new_w, new_h = letterbox_geometry(img.width, img.height, size).resized
     resample = getattr(Image.Resampling, block["interpolation"].upper())
     if (new_w, new_h) != img.size:
         img = img.resize((new_w, new_h), resample)

@@ -29,11 +29,11 @@ def _truth_as_outputs(truth, max_dets: int = 20, shift: float = 0.0) -> list[np.
     scores = np.zeros((n, max_dets), np.float32)
     labels = np.zeros((n, max_dets), np.int64)
     num = np.zeros(n, np.int64)
-    for i, image_id in enumerate(truth.image_ids):
+    for i, (image_id, geo) in enumerate(zip(truth.image_ids, truth.geometries, strict=True)):
         anns = [a for a in truth.ground_truth["annotations"] if a["image_id"] == image_id]
         for k, ann in enumerate(anns[:max_dets]):
             x, y, w, h = ann["bbox"]
-            boxes[i, k] = np.asarray([x + shift, y, x + w + shift, y + h]) * truth.scales[i]
+            boxes[i, k] = np.asarray([x + shift, y, x + w + shift, y + h]) * geo.scale
             scores[i, k] = 1.0
             labels[i, k] = truth.category_ids.index(ann["category_id"])
         num[i] = min(len(anns), max_dets)
