@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= data,prune,serve,bench,dev
+EXTRAS ?= data,prune,serve,bench,openvino,ray,dev
 
 .PHONY: demo demo-fast test lint install clean
 

@@ -21,6 +21,26 @@ from simmim_deploy.core.errors import UserError
 C = TypeVar("C")
 
 
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    cli: bool = True,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """Declare a config field once: its default and help text.
+
+    The command-line option (``--name-with-dashes`` unless ``flag`` names it), the YAML recipe
+    key (the field name) and the ``--help`` default are all generated from this declaration.
+    ``cli=False`` keeps a field YAML-only (nested mappings, rarely changed internals).
+    """
+    metadata = {"help": help, "flag": flag, "cli": cli}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 def suggest(name: str, choices: typing.Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
