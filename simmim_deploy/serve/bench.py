@@ -9,6 +9,7 @@ matplotlib is installed, ``benchmark.png`` (the edge runtime never needs matplot
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from simmim_deploy.core.atomic import atomic_write_text
+from simmim_deploy.core.backends import ONNX_BACKENDS
+from simmim_deploy.core.cpu import cpu_info
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.core.manifest import read_manifest
 from simmim_deploy.serve.backends import Backend
@@ -84,9 +87,12 @@ def environment(threads: int | None) -> dict[str, Any]:
     import onnxruntime
     import PIL
 
+    cpu = cpu_info()
     env: dict[str, Any] = {
         "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu.model,
+        "isa": cpu.isa_line(),
+        "cpu_flags": cpu.flags,
         "cpu_count": os.cpu_count(),
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -99,6 +105,10 @@ def environment(threads: int | None) -> dict[str, Any]:
             **{k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
         },
     }
+    if importlib.util.find_spec("openvino") is not None:
+        import openvino
+
+        env["openvino"] = openvino.get_version()
     try:
         import tensorrt
 
@@ -201,7 +211,7 @@ def _runtimes(
         return [(runtime, str(backend.describe().get("precision", "fp32")))]
     if name == "torch":
         raise UserError("the torch backend needs PyTorch: use the CLI or pass extra_backends")
-    if name.startswith("ort"):
+    if name in ONNX_BACKENDS:
         artefacts = (manifest or read_manifest(bundle))["artefacts"]
         keys = precisions or [k for k, a in artefacts.items() if str(a["file"]).endswith(".onnx")]
         return [(Runtime(bundle, name, k, threads, manifest=manifest), k) for k in keys]

@@ -1,30 +1,26 @@
 """Inference backends behind one interface, and the table that picks one.
 
-``--backend`` takes a name from :data:`BACKENDS` or a model file, whose suffix picks the backend
-(:data:`SUFFIXES`). ``auto`` prefers a TensorRT engine built for this GPU, then ONNX Runtime with
-its best execution provider. The PyTorch backend lives outside the edge runtime (it needs torch);
-callers pass any object implementing :class:`Backend` instead of a name.
+``--backend`` takes a name from :data:`BACKENDS` (declared in :mod:`simmim_deploy.core.backends`)
+or a model file, whose suffix picks the backend (:data:`SUFFIXES`). ``auto`` prefers a TensorRT
+engine built for this GPU, then ONNX Runtime on a GPU provider; on a CPU-only machine it runs the
+fastest verified (backend, artefact) pair, measured once and cached (:mod:`.auto`). The PyTorch
+backend lives outside the edge runtime (it needs torch); callers pass any object implementing
+:class:`Backend` instead of a name.
 """
 
 from __future__ import annotations
 
 import difflib
+import sys
 from pathlib import Path
 from typing import Any
 
+from simmim_deploy.core.backends import BACKENDS
 from simmim_deploy.core.errors import MissingExtraError, UserError
 from simmim_deploy.serve.backends.base import Backend, max_batch_of, run_any_batch
 
 __all__ = ["BACKENDS", "SUFFIXES", "Backend", "max_batch_of", "open_backend", "run_any_batch"]
 
-BACKENDS = {
-    "auto": "TensorRT engine for this GPU if present, else ONNX Runtime (best provider)",
-    "ort": "ONNX Runtime, providers in priority TensorRT EP > CUDA EP > CPU",
-    "ort-trt": "ONNX Runtime, same as ort (TensorRT EP first)",
-    "ort-cuda": "ONNX Runtime, CUDA EP then CPU",
-    "ort-cpu": "ONNX Runtime, CPU only",
-    "trt": "native TensorRT engine from the bundle's engines (needs the tensorrt extra)",
-}
 SUFFIXES = {".onnx": "ort", ".engine": "trt", ".plan": "trt", ".trt": "trt"}
 
 
@@ -83,6 +79,27 @@ def _open_file(path: Path, manifest: dict[str, Any], threads: int | None) -> Bac
     return OrtBackend(path, "ort", threads, precision or "unknown")
 
 
+def _gpu_provider() -> bool:
+    """Whether ONNX Runtime here offers a GPU execution provider (CUDA or TensorRT)."""
+    import onnxruntime as ort
+
+    gpu = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+    return any(p in gpu for p in ort.get_available_providers())
+
+
+def _open_onnx(
+    bundle: Path, manifest: dict[str, Any], backend: str, precision: str | None, threads: int | None
+) -> Backend:
+    path, prec = onnx_artefact(bundle, manifest, precision)
+    if backend == "openvino":
+        from simmim_deploy.serve.backends.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(path, threads, prec)
+    from simmim_deploy.serve.backends.ort import OrtBackend
+
+    return OrtBackend(path, "ort" if backend == "auto" else backend, threads, prec)
+
+
 def open_backend(
     bundle: str | Path,
     manifest: dict[str, Any],
@@ -95,9 +112,10 @@ def open_backend(
     Args:
         bundle: the bundle directory (model files are relative to it).
         manifest: its manifest (``read_manifest``).
-        backend: ``auto``, ``ort``, ``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``trt`` or a path.
+        backend: a key of :data:`BACKENDS` or a model file path.
         precision: artefact key (``fp32``, ``fp16``, ``int8``...); None: fp32 / any engine.
-        threads: ONNX Runtime intra-op threads (None: library default).
+        threads: inference threads (ONNX Runtime intra-op, OpenVINO ``INFERENCE_NUM_THREADS``;
+            None: library default).
     """
     bundle = Path(bundle)
     if backend not in BACKENDS:
@@ -110,16 +128,25 @@ def open_backend(
         )
     if backend == "trt":
         return _open_trt(bundle, manifest, precision)
+    if backend != "auto":
+        return _open_onnx(bundle, manifest, backend, precision, threads)
     note = None
-    if backend == "auto" and manifest.get("engines"):
+    if manifest.get("engines"):
         try:
             return _open_trt(bundle, manifest, precision)
         except (MissingExtraError, UserError, RuntimeError) as exc:
             note = f"TensorRT engine not used: {exc}"  # reported by describe()
-    from simmim_deploy.serve.backends.ort import OrtBackend
+    if _gpu_provider():
+        runner = _open_onnx(bundle, manifest, "auto", precision, threads)
+    else:
+        from simmim_deploy.serve.backends.auto import choose_backend
 
-    path, prec = onnx_artefact(bundle, manifest, precision)
-    runner = OrtBackend(path, "ort" if backend == "auto" else backend, threads, prec)
-    if note:
+        def open_one(name: str, prec: str) -> Backend:
+            return _open_onnx(bundle, manifest, name, prec, threads)
+
+        runner, choice = choose_backend(manifest, open_one, precision, threads)
+        print(choice.line(), file=sys.stderr)
+        note = f"{note}; {choice.line()}" if note else choice.line()
+    if note and hasattr(runner, "notes"):
         runner.notes.append(note)
     return runner

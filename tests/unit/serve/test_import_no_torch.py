@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -27,7 +28,7 @@ BLOCKER = textwrap.dedent(
 
 PROBE = textwrap.dedent(
     """
-    import importlib, json, pkgutil, sys
+    import importlib, importlib.util, json, pkgutil, sys
     import simmim_deploy.serve as serve
 
     names = [m.name for m in pkgutil.walk_packages(serve.__path__, "simmim_deploy.serve.")]
@@ -37,6 +38,9 @@ PROBE = textwrap.dedent(
     from simmim_deploy.serve.server import create_app
 
     summary = predict(sys.argv[1], [sys.argv[2]], batch_size=2)
+    names_ = ("openvino", "auto") if importlib.util.find_spec("openvino") else ("auto",)
+    by_backend = {b: predict(sys.argv[1], [sys.argv[2]], backend=b)["runtime"]["backend"]["backend"]
+                  for b in names_}
     create_app(sys.argv[1])
     try:
         import torch  # noqa: F401
@@ -44,14 +48,15 @@ PROBE = textwrap.dedent(
     except ImportError:
         blocked = True
     print(json.dumps({"modules": names, "torch": "torch" in sys.modules, "blocked": blocked,
-                      "ok": summary["ok"]}))
+                      "ok": summary["ok"], "by_backend": by_backend}))
     """
 )
 
 
 def test_serve_runs_without_torch(cls_bundle: Path, image_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "sitecustomize.py").write_text(BLOCKER)
-    env = {"PYTHONPATH": f"{tmp_path}:{Path(__file__).resolve().parents[3]}", "PATH": "/usr/bin"}
+    env = {"PYTHONPATH": f"{tmp_path}:{Path(__file__).resolve().parents[3]}", "PATH": "/usr/bin",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(cls_bundle), str(image_dir)],
         capture_output=True, text=True, env=env, timeout=120,
@@ -61,5 +66,18 @@ def test_serve_runs_without_torch(cls_bundle: Path, image_dir: Path, tmp_path: P
     assert report["blocked"], "the blocker did not work: the test would prove nothing"
     assert report["torch"] is False
     assert report["ok"] == 5
-    expected = {"server", "predict", "bench", "batcher", "pipeline", "backends.trt", "backends.ort"}
+    if importlib.util.find_spec("openvino") is not None:  # the openvino extra
+        assert report["by_backend"]["openvino"] == "openvino"
+    assert report["by_backend"]["auto"] in ("openvino", "onnxruntime")
+    expected = {
+        "server",
+        "predict",
+        "bench",
+        "batcher",
+        "pipeline",
+        "backends.trt",
+        "backends.ort",
+        "backends.openvino",
+        "backends.auto",
+    }
     assert {m.removeprefix("simmim_deploy.serve.") for m in report["modules"]} >= expected

@@ -1,0 +1,135 @@
+"""The OpenVINO backend against ONNX Runtime on real images: FP32 tight, Q/DQ INT8 within the
+export gate's budget; classifier and detector bundles."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simmim_deploy.core.manifest import read_manifest, write_manifest
+from simmim_deploy.export.config import DEFAULT_THRESHOLDS
+from simmim_deploy.export.facts import artefact_entry
+from simmim_deploy.export.quantize import quantize_static_int8
+from simmim_deploy.export.verify import check_thresholds, compare_classification
+from simmim_deploy.serve.backends import open_backend
+from simmim_deploy.serve.preprocess import PreprocessSpec, preprocess
+
+from .conftest import real_photos
+
+pytest.importorskip("openvino", reason="the openvino extra is not installed")
+
+
+def real_batch(manifest: dict, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` random crops of real photographs, preprocessed as the bundle says."""
+    spec = PreprocessSpec.from_manifest(manifest)
+    rng = np.random.default_rng(seed)
+    photos = real_photos()
+    out = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        side = int(rng.integers(min(h, w) // 4, min(h, w)))
+        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        crop = Image.fromarray(photo[top : top + side, left : left + side])
+        out.append(preprocess(crop, spec)[0])
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(cls_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The classification bundle plus a static Q/DQ INT8 file calibrated on real photo crops."""
+    bundle = tmp_path_factory.mktemp("int8 bundle")
+    shutil.copytree(cls_bundle, bundle, dirs_exist_ok=True)
+    manifest = read_manifest(bundle)
+    calib = real_batch(manifest, 48, seed=1)
+    quantize_static_int8(
+        bundle / "model.onnx", bundle / "model.int8.onnx", calib, "minmax", "linear"
+    )
+    manifest["artefacts"]["int8"] = artefact_entry(bundle / "model.int8.onnx", "int8", {})
+    write_manifest(bundle, manifest)
+    return bundle
+
+
+def test_fp32_classifier_equals_onnx_runtime(cls_bundle: Path) -> None:
+    manifest = read_manifest(cls_bundle)
+    x = real_batch(manifest, 12)
+    ov = open_backend(cls_bundle, manifest, "openvino", "fp32", threads=1)
+    ort = open_backend(cls_bundle, manifest, "ort-cpu", "fp32", threads=1)
+    got, ref = ov.run(x)["logits"], ort.run(x)["logits"]
+    assert got.shape == ref.shape == (12, 3) and got.dtype == np.float32
+    assert np.abs(got - ref).max() < 1e-4 * max(1.0, float(np.abs(ref).max()))
+    info = ov.describe()
+    assert info["backend"] == "openvino" and info["precision"] == "fp32"
+    assert info["performance_hint"] == "LATENCY"
+    # Without bf16 instructions OpenVINO infers FP32 in f32; with them, bf16 (reported either way).
+    bf16 = "BF16" in info["optimization_capabilities"]
+    assert info["inference_precision"] == ("bf16" if bf16 else "f32")
+
+
+def test_any_batch_size_and_the_runtime_path(cls_bundle: Path, image_dir: Path) -> None:
+    from simmim_deploy.serve.predict import predict
+
+    manifest = read_manifest(cls_bundle)
+    ov = open_backend(cls_bundle, manifest, "openvino", threads=1)
+    for n in (1, 5):
+        assert ov.run(real_batch(manifest, n))["logits"].shape == (n, 3)
+    by_ov = predict(cls_bundle, [str(image_dir)], batch_size=2, backend="openvino", threads=1)
+    by_ort = predict(cls_bundle, [str(image_dir)], batch_size=2, backend="ort-cpu", threads=1)
+    assert by_ov["ok"] == by_ort["ok"] == 5
+    assert by_ov["runtime"]["backend"]["backend"] == "openvino"
+    for a, b in zip(by_ov["results"], by_ort["results"], strict=True):
+        assert a["topk"][0]["label"] == b["topk"][0]["label"]
+        assert a["topk"][0]["score"] == pytest.approx(b["topk"][0]["score"], abs=1e-4)
+
+
+def test_int8_qdq_file_within_the_gate(int8_bundle: Path) -> None:
+    manifest = read_manifest(int8_bundle)
+    x = real_batch(manifest, 32, seed=2)
+    fp32 = open_backend(int8_bundle, manifest, "ort-cpu", "fp32", threads=1).run(x)["logits"]
+    ort8 = open_backend(int8_bundle, manifest, "ort-cpu", "int8", threads=1).run(x)["logits"]
+    ov8 = open_backend(int8_bundle, manifest, "openvino", "int8", threads=1)
+    got = ov8.run(x)["logits"]
+    assert ov8.describe()["precision"] == "int8"
+    budget = DEFAULT_THRESHOLDS["int8"]
+    for name, out in (("onnxruntime", ort8), ("openvino", got)):
+        fails = check_thresholds(compare_classification(fp32, out), budget, "classification")
+        assert not fails, f"{name} INT8: {fails}"
+    # OpenVINO really ran the integer graph: its outputs are not the FP32 ones.
+    assert np.abs(got - fp32).max() > 1e-6
+
+
+def test_detector_outputs_equal_onnx_runtime(det_bundle: Path) -> None:
+    manifest = read_manifest(det_bundle)
+    x = real_batch(manifest, 3)
+    ov = open_backend(det_bundle, manifest, "openvino", threads=1).run(x)
+    ort = open_backend(det_bundle, manifest, "ort-cpu", threads=1).run(x)
+    assert set(ov) == set(ort) == {"boxes", "scores", "labels", "num_detections"}
+    for name in ort:
+        assert ov[name].shape == ort[name].shape, name
+        np.testing.assert_allclose(ov[name], ort[name], atol=1e-5, err_msg=name)
+    assert ov["labels"].dtype.kind == "i" and ov["num_detections"].dtype.kind == "i"
+
+
+def test_uncompilable_file_is_one_line_error(tmp_path: Path, cls_bundle: Path) -> None:
+    from simmim_deploy.core.errors import UserError
+    from simmim_deploy.serve.backends.openvino import OpenVinoBackend
+
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not an onnx file")
+    with pytest.raises(UserError, match="OpenVINO cannot"):
+        OpenVinoBackend(bad)
+    with pytest.raises(UserError, match="performance hint"):
+        OpenVinoBackend(cls_bundle / "model.onnx", hint="FASTEST")
+
+
+def test_missing_openvino_names_the_extra(cls_bundle: Path, monkeypatch) -> None:
+    from simmim_deploy.core.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    with pytest.raises(MissingExtraError, match=r"simmim-deploy\[openvino\]"):
+        open_backend(cls_bundle, read_manifest(cls_bundle), "openvino")
