@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from simmim_deploy.core.backends import backend_help
+
 
 def _ints(text: str) -> list[int]:
     from simmim_deploy.core.errors import UserError
@@ -22,7 +24,7 @@ def _ints(text: str) -> list[int]:
 def benchmark(
     target: Path = typer.Argument(..., help="Bundle directory, or a fine-tuned checkpoint."),
     backends: str = typer.Option(
-        "ort", help="Comma list: ort, ort-cpu, ort-cuda, ort-trt, trt, torch, auto."
+        "ort", help="Comma list of " + backend_help("torch")
     ),
     batch_sizes: str = typer.Option("1,8,32", help="Comma list of batch sizes."),
     duration: float = typer.Option(5.0, help="Seconds per backend/precision/batch setting."),

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from simmim_deploy.core.backends import backend_help
+
 
 def predict(
     bundle: Path = typer.Argument(
@@ -18,7 +20,7 @@ def predict(
     ),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Images per inference call."),
     backend: str = typer.Option(
-        "auto", help="auto, ort, ort-cpu, ort-cuda, ort-trt, trt, torch, or a model file."
+        "auto", help=backend_help("torch, or a model file")
     ),
     precision: str | None = typer.Option(None, help="Bundle artefact: fp32, fp16, int8..."),
     out: Path | None = typer.Option(

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from simmim_deploy.core.backends import backend_help
+
 
 def serve(
     bundle: Path = typer.Argument(..., help="Bundle directory (from export)."),
@@ -18,7 +20,7 @@ def serve(
     token_file: Path | None = typer.Option(
         None, help="File holding a bearer token; requests without it get 401."
     ),
-    backend: str = typer.Option("auto", help="auto, ort, ort-cpu, ort-cuda, ort-trt, trt, torch."),
+    backend: str = typer.Option("auto", help=backend_help("torch")),
     precision: str | None = typer.Option(None, help="Bundle artefact: fp32, fp16, int8..."),
     threads: int | None = typer.Option(None, help="Inference threads (ONNX Runtime intra-op)."),
     timeout: float = typer.Option(30.0, help="Seconds before a request gets 504."),
