@@ -23,9 +23,7 @@ def _ints(text: str) -> list[int]:
 
 def benchmark(
     target: Path = typer.Argument(..., help="Bundle directory, or a fine-tuned checkpoint."),
-    backends: str = typer.Option(
-        "ort", help="Comma list of " + backend_help("torch")
-    ),
+    backends: str = typer.Option("ort", help="Comma list of " + backend_help("torch")),
     batch_sizes: str = typer.Option("1,8,32", help="Comma list of batch sizes."),
     duration: float = typer.Option(5.0, help="Seconds per backend/precision/batch setting."),
     images: str | None = typer.Option(None, help="Real images: folder, glob or .txt list."),

@@ -19,9 +19,7 @@ def predict(
         ..., help="Images, folders (recursive), globs or .txt lists of paths."
     ),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Images per inference call."),
-    backend: str = typer.Option(
-        "auto", help=backend_help("torch, or a model file")
-    ),
+    backend: str = typer.Option("auto", help=backend_help("torch, or a model file")),
     precision: str | None = typer.Option(None, help="Bundle artefact: fp32, fp16, int8..."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="JSON lines file (default: print to stdout)."
