@@ -9,7 +9,9 @@ Accepted values:
   ``ImageSets/Main/train|val.txt`` (VOC) are used when present;
 - ``builtin:digits-det`` (600 train / 150 val images) and ``builtin:digits-det-mini`` (64 / 16,
   for smoke tests): the generated digits-on-photos set
-  (:mod:`simmim_deploy.data.builtin_detection`).
+  (:mod:`simmim_deploy.data.builtin_detection`);
+- ``builtin:nuclei-det``: 19 train / 6 val 128 px tiles of a real microscopy image, small
+  nuclei (:mod:`simmim_deploy.data.builtin_nuclei`).
 
 Without a separate validation part (and no ``--val-data``), a seeded ``val_split`` share of the
 images is held out.
@@ -26,7 +28,11 @@ from simmim_deploy.core.errors import UserError
 from simmim_deploy.data.coco import ANNOTATIONS, CocoDataset, read_coco
 
 # name -> (training images, validation images); "-mini" is for smoke tests and demos.
-BUILTIN_DET = {"builtin:digits-det": (600, 150), "builtin:digits-det-mini": (64, 16)}
+BUILTIN_DET = {
+    "builtin:digits-det": (600, 150),
+    "builtin:digits-det-mini": (64, 16),
+    "builtin:nuclei-det": (19, 6),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +65,11 @@ def _parts(data: str, work: Path) -> tuple[CocoDataset, CocoDataset | None]:
             raise UserError(
                 f"unknown built-in detection data '{text}'{hint}; use one of {list(BUILTIN_DET)}"
             )
+        if text == "builtin:nuclei-det":
+            from simmim_deploy.data.builtin_nuclei import nuclei_detection_root
+
+            root = nuclei_detection_root(seed=0)
+            return read_coco(root / "train"), read_coco(root / "val")
         from simmim_deploy.data.builtin_detection import digits_detection_root
 
         num_train, num_val = BUILTIN_DET[text]
