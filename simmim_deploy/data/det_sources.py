@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simmim_deploy.core.data_split import DataSplit
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.data.coco import ANNOTATIONS, CocoDataset, read_coco
 
@@ -143,6 +144,21 @@ def load_detection_splits(
         )
     desc = f"{data}: {len(train.images)} training / {len(val.images)} validation images"
     return DetectionSplits(train, val, train.class_names, desc)
+
+
+def recorded_detection_splits(
+    data: str, work_dir: str | Path, recorded: DataSplit | None
+) -> DetectionSplits:
+    """The parts of ``data`` as the run that ``recorded`` describes split them.
+
+    When ``data`` is that run's training data, its recorded ``--val-data`` / ``--val-split`` /
+    seed are applied, so the held-out part is exactly the images it never trained on; any other
+    source is split with the defaults (its own val part, else 10 % with seed 0).
+    """
+    if recorded is not None and recorded.covers(data):
+        val_split = recorded.val_split if recorded.val_split is not None else 0.1
+        return load_detection_splits(data, recorded.val_data, work_dir, val_split, recorded.seed)
+    return load_detection_splits(data, None, work_dir)
 
 
 def load_detection_eval(data: str, work_dir: str | Path) -> CocoDataset:

@@ -21,6 +21,7 @@ import torch
 
 from simmim_deploy.core.atomic import atomic_directory, atomic_path, atomic_write_text
 from simmim_deploy.core.config import save_config
+from simmim_deploy.core.data_split import DataSplit
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.core.manifest import write_manifest
 from simmim_deploy.export import facts as F
@@ -50,7 +51,8 @@ PRUNED_CHECKPOINT = "pruned.pt"
 def _images(
     source: str, split: str, limit: int, meta: dict[str, Any]
 ) -> tuple[ImageSet, np.ndarray]:
-    data = load_image_set(source, split, limit)  # type: ignore[arg-type]
+    recorded = DataSplit.from_meta(meta)  # calibrate on the part training used, never held out
+    data = load_image_set(source, split, limit, recorded=recorded)  # type: ignore[arg-type]
     if not data.images:
         raise UserError(f"no usable images in {source}")
     return data, preprocess(data.images, meta)
@@ -115,7 +117,7 @@ def export_bundle(config: ExportConfig) -> Path:
             "skipped": cdata.skipped,
         }
     vsource = config.eval_data or config.calib_data or DEFAULT_VERIFY_DATA
-    vset = verification_set(vsource, config.verify_images, meta)
+    vset = verification_set(vsource, config.verify_images, meta, DataSplit.from_meta(meta))
     try:
         with atomic_directory(config.out, overwrite=config.overwrite) as tmp:
             _build(tmp, model, meta, config, calib, calib_info, vset)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from simmim_deploy.core.boxes import Letterbox, letterbox_geometry
+from simmim_deploy.core.data_split import DataSplit
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.export.inputs import ImageSet, preprocess
 
@@ -41,7 +42,7 @@ class DetectionTruth:
 
 
 def load_detection_truth(
-    source: str, limit: int, meta: dict[str, Any]
+    source: str, limit: int, meta: dict[str, Any], recorded: DataSplit | None = None
 ) -> tuple[ImageSet, np.ndarray, DetectionTruth] | None:
     """Images, their preprocessed batch and ground truth, or None for unannotated ``source``.
 
@@ -49,20 +50,22 @@ def load_detection_truth(
         source: a ``--data`` value of ``train detect`` (its held-out part is used).
         limit: at most this many images (the first ones, so runs are comparable).
         meta: the detector's checkpoint meta (img_size, class_names, preprocessing).
+        recorded: the split ``train detect`` recorded; when ``source`` is its training data,
+            exactly the images it held out are scored.
 
     Returns:
         None when ``source`` is not annotated detection data or its categories differ from the
         checkpoint's (a warning says so); unreadable images are skipped and counted.
     """
     from simmim_deploy.data.coco_eval import coco_ground_truth
-    from simmim_deploy.data.det_sources import load_detection_splits
+    from simmim_deploy.data.det_sources import recorded_detection_splits
     from simmim_deploy.data.images import load_rgb
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            # The part `train detect` held out (its 10 % split when the data has no val part),
-            # never the images calibration draws from.
-            coco = load_detection_splits(source, None, tmp).val
+            # The part `train detect` held out (as it recorded the split), never the images
+            # it trained on or calibration draws from.
+            coco = recorded_detection_splits(source, tmp, recorded).val
         except UserError as err:
             log.warning("no mAP on %s (not annotated detection data: %s)", source, err)
             return None

@@ -6,6 +6,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
+from simmim_deploy.core.data_split import DataSplit
 from simmim_deploy.core.manifest import FORMAT_VERSION, sha256_file
 from simmim_deploy.export.inputs import preprocess_block
 from simmim_deploy.export.onnx_export import BATCH_DIM, INPUT_NAME
@@ -63,6 +64,8 @@ def model_facts(
             "channel_order": "RGB",
         },
         "preprocess": preprocess_block(meta),
+        # verify scores the held-out part of the training data, as training split it
+        "data_split": split.to_dict() if (split := DataSplit.from_meta(meta)) else None,
         "batch": {"min": batch[0], "opt": batch[1], "max": batch[2]},
         "source_checkpoint": {
             "path": str(Path(checkpoint).resolve()),

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from simmim_deploy.core.boxes import letterbox_geometry
+from simmim_deploy.core.data_split import DataSplit
 from simmim_deploy.core.errors import UserError
 
 Split = Literal["train", "val"]
@@ -116,7 +117,9 @@ def batch_sha256(batch: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(batch).tobytes()).hexdigest()
 
 
-def load_image_set(source: str, split: Split, limit: int, seed: int = 0) -> ImageSet:
+def load_image_set(
+    source: str, split: Split, limit: int, seed: int = 0, recorded: DataSplit | None = None
+) -> ImageSet:
     """Load up to ``limit`` real images from ``builtin:NAME`` or a folder.
 
     Args:
@@ -126,6 +129,8 @@ def load_image_set(source: str, split: Split, limit: int, seed: int = 0) -> Imag
         split: ``train`` for calibration/recovery, ``val`` for verification and metrics.
         limit: at most this many images, drawn with ``seed`` when there are more.
         seed: seeds the draw.
+        recorded: the split the checkpoint's training run recorded; when ``source`` is its
+            training data, that split is applied (never the defaults).
 
     Raises:
         UserError: unknown built-in name, missing folder, no images.
@@ -133,29 +138,41 @@ def load_image_set(source: str, split: Split, limit: int, seed: int = 0) -> Imag
     from simmim_deploy.data.builtin import BUILTIN_PREFIX, load_builtin
     from simmim_deploy.data.det_sources import BUILTIN_DET
 
-    if source in BUILTIN_DET or source.startswith(("yolo:", "voc:")):
-        return _detection_images(source, split, limit, seed)
+    if recorded is not None and not recorded.covers(source):
+        recorded = None
+    detection = recorded is not None and recorded.task == "detection"
+    if detection or source in BUILTIN_DET or source.startswith(("yolo:", "voc:")):
+        return _detection_images(source, split, limit, seed, recorded)
     if source.startswith(BUILTIN_PREFIX):
         name = source[len(BUILTIN_PREFIX) :]
         data = load_builtin(name)
         if data.labels is None:
             return _draw(ImageSet(data.images, None, None, source), limit, seed)
-        return _labelled(source, split, limit, seed)
+        return _labelled(source, split, limit, seed, recorded)
     root = Path(source).expanduser()
     if not root.exists():
         raise UserError(f"image data not found: {root} (give a folder or builtin:NAME)")
     try:
-        return _labelled(str(root), split, limit, seed)
+        return _labelled(str(root), split, limit, seed, recorded)
     except UserError:
         return _folder(root, limit, seed)
 
 
-def _labelled(source: str, split: Split, limit: int, seed: int) -> ImageSet:
+def _labelled(
+    source: str, split: Split, limit: int, seed: int, recorded: DataSplit | None
+) -> ImageSet:
     from simmim_deploy.data.classification import load_classification_splits
 
     try:
-        splits = load_classification_splits(source)
+        if recorded is not None:  # the training run's own split of this data
+            splits = load_classification_splits(
+                source, recorded.val_data, recorded.val_split, split_seed=recorded.seed
+            )
+        else:
+            splits = load_classification_splits(source)
     except UserError:
+        if recorded is not None:
+            raise
         # One labelled tree without val/: use it whole for either purpose.
         splits = load_classification_splits(source, val_split=0.2)
     part = splits.train if split == "train" else splits.val
@@ -165,14 +182,16 @@ def _labelled(source: str, split: Split, limit: int, seed: int) -> ImageSet:
     return ImageSet(images, labels, list(part.class_names), desc, skipped)
 
 
-def _detection_images(source: str, split: Split, limit: int, seed: int) -> ImageSet:
+def _detection_images(
+    source: str, split: Split, limit: int, seed: int, recorded: DataSplit | None
+) -> ImageSet:
     """The images (no labels) of one part of detection data, for calibration or parity."""
     import tempfile
 
-    from simmim_deploy.data.det_sources import load_detection_splits
+    from simmim_deploy.data.det_sources import recorded_detection_splits
 
     with tempfile.TemporaryDirectory() as tmp:
-        splits = load_detection_splits(source, None, tmp)
+        splits = recorded_detection_splits(source, tmp, recorded)
         part = splits.train if split == "train" else splits.val
         idx = _indices(len(part.images), limit, seed)
         images, _, skipped = _decode([part.images[i].path for i in idx], None)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from simmim_deploy.core.data_split import DataSplit
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.export.config import Thresholds
 from simmim_deploy.export.det_truth import DetectionTruth, detection_map, load_detection_truth
@@ -49,13 +50,19 @@ class VerificationSet:
     truth: DetectionTruth | None = None
 
 
-def verification_set(source: str, limit: int, meta: dict[str, Any]) -> VerificationSet:
-    """Load up to ``limit`` held-out images of ``source`` for ``meta``'s task."""
+def verification_set(
+    source: str, limit: int, meta: dict[str, Any], recorded: DataSplit | None = None
+) -> VerificationSet:
+    """Load up to ``limit`` held-out images of ``source`` for ``meta``'s task.
+
+    ``recorded`` is the split the checkpoint's training run used: on its training data, the
+    images it held out are the ones scored.
+    """
     if meta["task"] == "detection":
-        found = load_detection_truth(source, limit, meta)
+        found = load_detection_truth(source, limit, meta, recorded)
         if found is not None:
             return VerificationSet(*found[:2], truth=found[2])
-    data = load_image_set(source, "val", limit)
+    data = load_image_set(source, "val", limit, recorded=recorded)
     if not data.images:
         raise UserError(f"no usable images in {source}")
     labels = None
@@ -250,7 +257,12 @@ def raise_if_failed(entry: dict[str, Any]) -> None:
 
 
 def verify_bundle(
-    bundle: str | Path, data: str, limit: int = 64, reference: str = "auto"
+    bundle: str | Path,
+    data: str,
+    limit: int = 64,
+    reference: str = "auto",
+    open_runner: Callable[[Path], Runner] | None = None,
+    runner_name: str = "onnxruntime",
 ) -> dict[str, Any]:
     """Re-verify every ONNX artefact of a bundle on images from ``data``.
 
@@ -260,6 +272,9 @@ def verify_bundle(
         limit: images to use.
         reference: ``torch`` (the source checkpoint, or the bundle's pruned one), ``fp32`` (the
             bundle's FP32 ONNX) or ``auto`` (torch when the checkpoint exists, else fp32).
+        open_runner: ``open_runner(onnx_path) -> runner`` that runs the artefacts (default: ONNX
+            Runtime CPU, as the export gate does; the CLI passes e.g. OpenVINO's).
+        runner_name: what ``open_runner`` runs on, recorded in the report.
 
     Returns:
         The parity report (also written to ``BUNDLE/report/parity.json``).
@@ -276,19 +291,20 @@ def verify_bundle(
     root = Path(bundle)
     manifest = read_manifest(root)
     meta = _meta_from_manifest(manifest)
-    vset = verification_set(data, limit, meta)
+    vset = verification_set(data, limit, meta, DataSplit.from_dict(manifest.get("data_split")))
     ref_runner, ref_name = _reference_runner(root, manifest, reference)
     ref = run_batched(ref_runner, vset.x)
     report: dict[str, Any] = {
         "data": vset.data.description,
         "num_images": len(vset.x),
         "reference": ref_name,
+        "runtime": runner_name,
         "artefacts": {},
     }
     for precision, art in manifest["artefacts"].items():
         recorded = art.get("thresholds")
         t = Thresholds(**recorded) if recorded else DEFAULT_THRESHOLDS[precision]
-        out = run_batched(ort_runner(root / art["file"]), vset.x)
+        out = run_batched((open_runner or ort_runner)(root / art["file"]), vset.x)
         report["artefacts"][precision] = verify_outputs(
             precision, art["file"], ref, out, manifest["task"], t, vset.labels, vset.truth
         )

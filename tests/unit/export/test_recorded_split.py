@@ -1,0 +1,103 @@
+"""The export gate scores exactly what ``train detect`` held out, as the run recorded its split.
+
+Before, the gate re-split data without a val part with the defaults (10 %, seed 0): after
+``train detect --seed 1`` part of the exported model's mAP was scored on its training images.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from simmim_deploy.core.data_split import DataSplit
+from simmim_deploy.data.builtin_detection import digits_detection_root
+from simmim_deploy.data.coco import read_coco
+from simmim_deploy.data.det_sources import split_dataset
+from simmim_deploy.export.det_truth import load_detection_truth
+from simmim_deploy.export.inputs import load_image_set
+
+pytest.importorskip("mlxtend")
+pytest.importorskip("skimage")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A COCO folder without a val part (64 images) and a ``train detect --seed 1`` checkpoint.
+
+    The checkpoint's meta is made by the code ``train detect`` makes it with (the detector's
+    meta plus the resolved ``DetectConfig``); its weights are untrained (the split is what
+    matters here).
+    """
+    from simmim_deploy.core.config import config_to_dict
+    from simmim_deploy.models.detector import build_detector, detector_meta
+    from simmim_deploy.train.detect_config import DetectConfig, resolve_defaults
+
+    data = tmp_path_factory.mktemp("with space") / "det data"
+    shutil.copytree(digits_detection_root(seed=0, num_train=64, num_val=16) / "train", data)
+    out = tmp_path_factory.mktemp("run")
+    cfg = resolve_defaults(
+        DetectConfig(data=str(data), out=str(out), model="vit_nano_patch8_32", seed=1)
+    )
+    torch.manual_seed(0)
+    model = build_detector(cfg.model, 10, 32, head={"channels": 16, "num_convs": 1})
+    meta = detector_meta(model.eval(), [str(i) for i in range(10)], cfg.model)
+    meta.update(pretrained="none", train_config=config_to_dict(cfg))
+    checkpoint = out / "best.pt"
+    torch.save({"model": model.state_dict(), "meta": meta}, checkpoint)
+    return data, checkpoint
+
+
+def _ids(coco) -> set[int]:
+    return {im.image_id for im in coco.images}
+
+
+def test_gate_scores_exactly_the_images_seed_1_held_out(run: tuple[Path, Path]) -> None:
+    data, checkpoint = run
+    meta = torch.load(checkpoint, map_location="cpu", weights_only=True)["meta"]
+    recorded = DataSplit.from_meta(meta)
+    assert recorded is not None and recorded.seed == 1 and recorded.covers(str(data))
+    train, held_out = split_dataset(read_coco(data), 0.1, seed=1)
+    _, seed0_val = split_dataset(read_coco(data), 0.1, seed=0)
+    assert _ids(held_out) != _ids(seed0_val), "the test needs seeds that split differently"
+
+    found = load_detection_truth(str(data), 100, meta, recorded)
+    assert found is not None
+    assert set(found[2].image_ids) == _ids(held_out)
+    # Without the record (other data) the defaults apply: seed 0, partly training images here.
+    unrecorded = load_detection_truth(str(data), 100, meta)
+    assert unrecorded is not None and set(unrecorded[2].image_ids) == _ids(seed0_val)
+    # Calibration draws from the training part only.
+    calib = load_image_set(str(data), "train", 100, recorded=recorded)
+    assert len(calib.images) == len(train.images)
+
+
+def test_export_and_verify_score_the_held_out_part(run: tuple[Path, Path], tmp_path) -> None:
+    from simmim_deploy.export.bundle import export_bundle
+    from simmim_deploy.export.config import ExportConfig
+    from simmim_deploy.export.verify import verify_bundle
+
+    data, checkpoint = run
+    _, held_out = split_dataset(read_coco(data), 0.1, seed=1)
+    loose = {"fp32": {"max_metric_drop": 100.0, "min_box_iou": 0.0}}
+    out = tmp_path / "bundle"
+    export_bundle(
+        ExportConfig(
+            checkpoint=str(checkpoint),
+            out=str(out),
+            eval_data=str(data),
+            verify_images=100,
+            exporter="torchscript",
+            thresholds=loose,
+        )  # fmt: skip
+    )
+    parity = json.loads((out / "report" / "parity.json").read_text())
+    assert parity["num_images"] == len(held_out.images)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert DataSplit.from_dict(manifest["data_split"]) == DataSplit.from_meta(
+        torch.load(checkpoint, map_location="cpu", weights_only=True)["meta"]
+    )
+    assert verify_bundle(out, str(data), limit=100)["num_images"] == len(held_out.images)
