@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from simmim_deploy.core.backends import backend_help
+from simmim_deploy.core.errors import UserError
+from simmim_deploy.serve.ray_options import RayOptions
+
+_RAY = {f.name: f for f in dataclasses.fields(RayOptions)}
+ENGINES = ("local", "ray")
 
 
 def predict(
@@ -22,13 +29,28 @@ def predict(
     backend: str = typer.Option("auto", help=backend_help("torch, or a model file")),
     precision: str | None = typer.Option(None, help="Bundle artefact: fp32, fp16, int8..."),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="JSON lines file (default: print to stdout)."
+        None,
+        "--out",
+        "-o",
+        help="JSON lines file (default: stdout); --engine ray also takes .parquet or a folder.",
     ),
     save_vis: Path | None = typer.Option(None, help="Folder for images with labels/boxes drawn."),
     top_k: int = typer.Option(5, help="Classes per image (classification)."),
     conf: float = typer.Option(0.25, help="Minimum box score (detection)."),
-    workers: int = typer.Option(0, help="Decoding threads (0: one per spare core)."),
+    workers: int = typer.Option(
+        0, help="Decoding threads (0: one per spare core); --engine ray: decoding tasks at once."
+    ),
     threads: int | None = typer.Option(None, help="Inference threads (ONNX Runtime intra-op)."),
+    engine: str = typer.Option(
+        "local", help="local (this process) or ray (Ray Data: a local Ray or a cluster; ray extra)."
+    ),
+    ray_address: str | None = typer.Option(
+        _RAY["address"].default, "--ray-address", help=_RAY["address"].metadata["help"]
+    ),
+    actors: int = typer.Option(_RAY["actors"].default, help=_RAY["actors"].metadata["help"]),
+    gpus_per_actor: float = typer.Option(
+        _RAY["gpus_per_actor"].default, help=_RAY["gpus_per_actor"].metadata["help"]
+    ),
 ) -> None:
     """Predict every image; one JSON line per image, errors included, and a summary.
 
@@ -44,6 +66,13 @@ def predict(
         None if out is None else str(out), None if save_vis is None else str(save_vis),
         workers, threads,
     )  # fmt: skip
+    if engine not in ENGINES:
+        raise UserError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "ray":
+        _predict_ray(cfg, RayOptions(ray_address, actors, gpus_per_actor))
+        return
+    if out is not None and out.suffix.lower() == ".parquet":
+        raise UserError("Parquet output needs --engine ray; local predict writes JSON lines")
     runner, manifest = None, None
     if backend == "torch" or bundle.suffix in (".pt", ".pth", ".safetensors", ".ckpt"):
         from simmim_deploy.export.torch_backend import open_torch_backend
@@ -65,4 +94,24 @@ def predict(
         f"{summary['images']} images ({summary['errors']} errors) in {summary['seconds']:.2f} s: "
         f"{summary['images_per_s']} images/s on {used['backend']} {used.get('precision', '')} "
         f"[{where}]" + (f"; results in {out}" if out else "")
+    )
+
+
+def _predict_ray(cfg: Any, opts: RayOptions) -> None:
+    """``--engine ray``: Ray's own progress on stderr, then the records and a one-line summary."""
+    from simmim_deploy.serve.ray_predict import out_path, run_ray_predict
+
+    cfg = dataclasses.replace(cfg, out_jsonl=out_path(cfg.out_jsonl))
+    summary = run_ray_predict(cfg, opts)
+    for record in summary.pop("results", []):
+        sys.stdout.write(json.dumps(record) + "\n")
+    used = (summary["runtime"] or {}).get("backend", {})
+    checked = summary["checked"]
+    print(
+        f"{summary['images']} images ({summary['errors']} errors) in {summary['seconds']:.2f} s: "
+        f"{summary['images_per_s']} images/s on {summary['actors']} Ray actor(s), "
+        f"{used.get('backend', '?')} {used.get('precision', '')}; {checked['records']} records "
+        f"for {checked['inputs']} inputs, each once"
+        + (f"; results in {cfg.out_jsonl}" if cfg.out_jsonl else ""),
+        file=sys.stderr,
     )

@@ -30,7 +30,7 @@ class Item:
     error: str | None
 
 
-def _safe_prepare(
+def safe_prepare(
     prepare: Callable[[str], Prepared], source: str
 ) -> tuple[Prepared | None, str | None]:
     try:
@@ -68,7 +68,7 @@ def prepared_groups(
             if nxt is None:
                 return
             index, source = nxt
-            pending.append((index, source, pool.submit(_safe_prepare, prepare, source)))
+            pending.append((index, source, pool.submit(safe_prepare, prepare, source)))
 
     try:
         group: list[Item] = []
@@ -102,12 +102,24 @@ def run_pipeline(
     ``record`` is ``{"path", "width", "height", "topk" | "boxes"}`` or ``{"path", "error"}``.
     """
     for group in prepared_groups(sources, runtime.prepare, batch_size, workers):
-        ok = [item for item in group if item.prepared is not None]
-        results = iter(
-            runtime.predict_prepared([i.prepared for i in ok], top_k, conf) if ok else []  # type: ignore[misc]
-        )
-        for item in group:
-            if item.prepared is None:
-                yield item, {"path": item.source, "error": item.error}
-            else:
-                yield item, {"path": item.source, **next(results)}
+        yield from zip(group, group_records(runtime, group, top_k, conf), strict=True)
+
+
+def group_records(
+    runtime: Runtime, group: list[Item], top_k: int = 5, conf: float = 0.25
+) -> list[dict[str, Any]]:
+    """One record per item, in order: the record format of every offline engine.
+
+    ``{"path", "width", "height", "topk" | "boxes"}`` for a decoded image (one batched inference
+    for the group), ``{"path", "error"}`` for one that failed to decode.
+    """
+    ok = [item for item in group if item.prepared is not None]
+    results = iter(
+        runtime.predict_prepared([i.prepared for i in ok], top_k, conf) if ok else []  # type: ignore[misc]
+    )
+    return [
+        {"path": item.source, "error": item.error}
+        if item.prepared is None
+        else {"path": item.source, **next(results)}
+        for item in group
+    ]

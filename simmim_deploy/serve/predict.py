@@ -125,6 +125,15 @@ def predict(
     return run_predict(cfg, progress, backend=None if isinstance(backend, str) else backend)
 
 
+def open_runtime(
+    cfg: PredictConfig, backend: Any = None, manifest: dict[str, Any] | None = None
+) -> Runtime:
+    """The runtime every ``predict`` engine opens (backend selection from ``cfg.backend``)."""
+    return Runtime(
+        cfg.bundle, backend or cfg.backend, cfg.precision, cfg.threads, manifest=manifest
+    )
+
+
 def run_predict(
     cfg: PredictConfig,
     progress: Progress | None = None,
@@ -137,9 +146,7 @@ def run_predict(
         ``{"images", "ok", "errors", "seconds", "images_per_s", "runtime", "out", "vis",
         "config"}`` plus ``"results"`` (every record) when no ``out_jsonl`` is given.
     """
-    runtime = Runtime(
-        cfg.bundle, backend or cfg.backend, cfg.precision, cfg.threads, manifest=manifest
-    )
+    runtime = open_runtime(cfg, backend, manifest)
     paths = expand_sources(cfg.sources)
     vis_dir = Path(cfg.save_vis) if cfg.save_vis else None
     if vis_dir:
@@ -150,7 +157,7 @@ def run_predict(
     stream = run_pipeline(
         runtime, paths, cfg.batch_size, cfg.top_k, cfg.conf, cfg.workers or default_workers()
     )
-    with _sink(cfg.out_jsonl) as write:
+    with jsonl_sink(cfg.out_jsonl) as write:
         for done, (item, record) in enumerate(stream, 1):
             errors += "error" in record
             write(record)
@@ -178,7 +185,7 @@ def run_predict(
 
 
 @contextlib.contextmanager
-def _sink(out: str | None) -> Iterator[Callable[[dict[str, Any]], None]]:
+def jsonl_sink(out: str | None) -> Iterator[Callable[[dict[str, Any]], None]]:
     """Write JSON lines to a temp file renamed into place only when the run completes."""
     if out is None:
         yield lambda record: None

@@ -31,6 +31,20 @@ class Prepared:
     letterbox: Letterbox | None
 
 
+def prepare_image(
+    source: str | PathLike[str] | bytes,
+    spec: PreprocessSpec,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Prepared:
+    """Decode a path or encoded bytes and preprocess it per ``spec`` (raises ``ImageError``).
+
+    The one decode + preprocess step of every engine (local threads, Ray tasks, the server).
+    """
+    img = load_image(source, max_pixels)
+    array, lb = preprocess(img, spec)
+    return Prepared(array, img.width, img.height, lb)
+
+
 class Runtime:
     """Run a bundle: decode -> preprocess -> backend -> post-process.
 
@@ -67,9 +81,7 @@ class Runtime:
 
     def prepare(self, source: str | PathLike[str] | bytes) -> Prepared:
         """Decode a path or encoded bytes and preprocess it (raises ``ImageError``)."""
-        img = load_image(source, self.max_pixels)
-        array, lb = preprocess(img, self.spec)
-        return Prepared(array, img.width, img.height, lb)
+        return prepare_image(source, self.spec, self.max_pixels)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run ``(B, 3, H, W)`` float32 of any ``B`` through the backend."""

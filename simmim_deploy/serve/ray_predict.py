@@ -1,0 +1,333 @@
+"""``predict --engine ray``: the same records as local ``predict``, computed on a Ray cluster.
+
+Ray Data runs the offline pipeline (Ray Data docs, "Offline batch inference"):
+
+1. the driver lists the sources (``ray_sources.list_sources``: local paths exactly as local
+   ``predict`` lists them, or any ``pyarrow.fs`` URI) into a dataset of ``(index, path)`` rows;
+2. ``map_batches`` with a function (stateless Ray tasks) reads and decodes each file with the
+   runtime's own ``prepare_image``; an unreadable file becomes an error row, not a failed task.
+   (``ray.data.read_binary_files`` is not used: one missing or unreadable file fails the whole
+   read there, and a record per input is the contract);
+3. ``map_batches`` with a callable class (an ``ActorPoolStrategy`` pool) runs inference: each
+   actor opens one torch-free runtime with ``predict.open_runtime`` (the backend selection of
+   local ``predict``) and turns its batch into records with ``pipeline.group_records``, the one
+   producer of local ``predict``'s records;
+4. the driver streams the records back in input order into a JSON lines or Parquet file, written
+   atomically, and checks that every input index arrived exactly once.
+
+Ray Data retries a map task whose worker died and restarts a dead actor and retries its task
+(its defaults: ``max_retries=-1`` for tasks, ``max_restarts=-1`` and ``max_task_retries=-1`` for
+pool actors); the index check proves no image was lost or written twice.
+``import ray`` happens inside the functions: the edge runtime imports without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simmim_deploy.core.boxes import Letterbox
+from simmim_deploy.core.errors import UserError, require
+from simmim_deploy.core.manifest import read_manifest
+from simmim_deploy.serve.images import DEFAULT_MAX_PIXELS
+from simmim_deploy.serve.pipeline import Item, group_records, safe_prepare
+from simmim_deploy.serve.predict import PredictConfig, open_runtime
+from simmim_deploy.serve.preprocess import PreprocessSpec
+from simmim_deploy.serve.ray_options import RayOptions
+from simmim_deploy.serve.ray_output import RecordWriter
+from simmim_deploy.serve.ray_sources import Reader, list_sources
+from simmim_deploy.serve.runtime import Prepared, prepare_image
+
+OBJECT_STORE_MAX = 2 * 1024**3  # a local instance needs little: batches stream through it
+# CPUs a decoding task reserves: decoding a batch is short, single-threaded and often waits on
+# storage, so two per core keep the cores busy. A reservation unlike the actors' also keeps Ray
+# Data from fusing decoding into the inference actors (which would serialise the two).
+DECODE_CPUS = 0.5
+
+
+def _object_store_bytes() -> int:
+    """At most 2 GiB and half of the free shared memory (Ray's plasma store lives in /dev/shm)."""
+    try:
+        stat = os.statvfs("/dev/shm")
+        free = stat.f_bavail * stat.f_frsize
+    except OSError:
+        return OBJECT_STORE_MAX // 4
+    return int(max(100 * 1024**2, min(OBJECT_STORE_MAX, free // 2)))
+
+
+def connect(address: str | None) -> tuple[Any, bool]:
+    """Join ``address`` / ``$RAY_ADDRESS``, reuse a running session, or start a local instance.
+
+    Returns:
+        ``(ray, started)``; ``started`` is True when this call started Ray (then the caller
+        shuts it down).
+    """
+    ray = require("ray", "ray", "predict --engine ray")
+    if ray.is_initialized():
+        return ray, False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    quiet = {"logging_level": "WARNING", "log_to_driver": True}
+    if address:
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UserError(f"cannot join the Ray cluster at {address}: {exc}") from None
+        return ray, True
+    ray.init(
+        address="local",
+        num_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        include_dashboard=False,
+        object_store_memory=_object_store_bytes(),
+        _node_ip_address="127.0.0.1",
+        **quiet,
+    )
+    return ray, True
+
+
+def _encode_letterbox(lb: Letterbox | None) -> list[float]:
+    if lb is None:
+        return [np.nan] * 7
+    return [lb.scale, *lb.pad, *lb.resized, *lb.original]
+
+
+def _decode_letterbox(row: np.ndarray) -> Letterbox | None:
+    if np.isnan(row[0]):
+        return None
+    v = [int(x) for x in row[1:]]
+    return Letterbox(float(row[0]), (v[0], v[1]), (v[2], v[3]), (v[4], v[5]))
+
+
+def decode_batch(
+    batch: dict[str, np.ndarray], spec: PreprocessSpec, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> dict[str, np.ndarray]:
+    """A Ray task: read, decode and preprocess each path of the batch.
+
+    Args:
+        batch: ``index (B,)`` and ``path (B,)`` columns.
+        spec: the bundle's preprocessing.
+        max_pixels: the decompression-bomb limit of local ``predict``.
+
+    Returns:
+        The input columns plus ``image (B, 3, H, W)`` float32 (zeros where decoding failed),
+        ``error (B,)`` ("" when decoded), ``width``/``height (B,)`` and ``letterbox (B, 7)``.
+    """
+    read = Reader()
+    paths = [str(p) for p in batch["path"]]
+    h, w = spec.input_hw
+    images = np.zeros((len(paths), 3, h, w), np.float32)
+    sizes = np.zeros((len(paths), 2), np.int64)
+    boxes = np.full((len(paths), 7), np.nan)
+    errors = []
+    for i, path in enumerate(paths):
+        prepared, error = safe_prepare(lambda p: prepare_image(read(p), spec, max_pixels), path)
+        errors.append(error or "")
+        if prepared is not None:
+            images[i] = prepared.array
+            sizes[i] = prepared.width, prepared.height
+            boxes[i] = _encode_letterbox(prepared.letterbox)
+    return {
+        "index": np.asarray(batch["index"], np.int64),
+        "path": np.asarray(paths, dtype=object),
+        "error": np.asarray(errors, dtype=object),
+        "image": images,
+        "width": sizes[:, 0],
+        "height": sizes[:, 1],
+        "letterbox": boxes,
+    }
+
+
+def _item(index: Any, path: Any, error: Any, image: np.ndarray, width: Any, height: Any,
+          letterbox: np.ndarray) -> Item:  # fmt: skip
+    """One decoded row back as the pipeline's :class:`Item`."""
+    if error:
+        return Item(int(index), str(path), None, str(error))
+    prepared = Prepared(image, int(width), int(height), _decode_letterbox(letterbox))
+    return Item(int(index), str(path), prepared, None)
+
+
+class Predictor:
+    """A Ray actor: one runtime, opened once, turning decoded batches into records."""
+
+    def __init__(self, cfg: PredictConfig) -> None:
+        import ray
+
+        self.cfg = cfg
+        self.runtime = open_runtime(cfg)
+        self.actor_id = ray.get_runtime_context().get_actor_id() or f"pid-{os.getpid()}"
+        self.described = json.dumps(self.runtime.describe())
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        columns = ("index", "path", "error", "image", "width", "height", "letterbox")
+        items = [_item(*row) for row in zip(*(batch[c] for c in columns), strict=True)]
+        records = group_records(self.runtime, items, self.cfg.top_k, self.cfg.conf)
+        n = len(records)
+        return {
+            "index": np.asarray(batch["index"], np.int64),
+            "record": np.asarray([json.dumps(r) for r in records], dtype=object),
+            "actor": np.asarray([self.actor_id] * n, dtype=object),
+            "runtime": np.asarray([self.described] + [""] * (n - 1), dtype=object),
+        }
+
+
+def _actor_resources(ray: Any, opts: RayOptions, threads: int | None) -> tuple[float, Any]:
+    """CPUs per actor and the pool strategy; room stays for at least one decoding task."""
+    cluster = ray.cluster_resources()
+    cpus = float(cluster.get("CPU", 1.0))
+    if opts.gpus_per_actor > 0:
+        fit = int(float(cluster.get("GPU", 0.0)) // opts.gpus_per_actor)
+        if fit < 1:
+            raise UserError(
+                f"--gpus-per-actor {opts.gpus_per_actor}: the Ray cluster has "
+                f"{cluster.get('GPU', 0)} GPUs"
+            )
+        per_actor = 1.0
+    else:
+        per_actor = float(threads or 1)
+        if opts.actors:  # a fixed pool that took every CPU would starve the decoding
+            per_actor = max(0.25, min(per_actor, (cpus - DECODE_CPUS) / opts.actors))
+        fit = max(1, int((cpus - DECODE_CPUS) // per_actor))
+    strategy = ray.data.ActorPoolStrategy
+    pool = strategy(size=opts.actors) if opts.actors else strategy(min_size=1, max_size=fit)
+    return per_actor, pool
+
+
+def build_dataset(ray: Any, cfg: PredictConfig, opts: RayOptions, paths: list[str],
+                  predictor: type = Predictor) -> tuple[Any, Any]:  # fmt: skip
+    """The lazy dataset of records: ``(index, path)`` -> decode tasks -> inference actors."""
+    spec = PreprocessSpec.from_manifest(read_manifest(cfg.bundle))
+    items = [{"index": i, "path": p} for i, p in enumerate(paths)]
+    blocks = max(1, min(len(paths) // cfg.batch_size, 4 * int(ray.cluster_resources()["CPU"])))
+    decoded = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+        decode_batch,
+        fn_kwargs={"spec": spec},
+        batch_size=cfg.batch_size,
+        batch_format="numpy",
+        num_cpus=DECODE_CPUS,
+        compute=ray.data.TaskPoolStrategy(size=cfg.workers) if cfg.workers else None,
+    )
+    per_actor, pool = _actor_resources(ray, opts, cfg.threads)
+    records = decoded.map_batches(
+        predictor,
+        fn_constructor_kwargs={"cfg": cfg},
+        batch_size=cfg.batch_size,
+        batch_format="numpy",
+        compute=pool,
+        num_cpus=per_actor,
+        num_gpus=opts.gpus_per_actor or None,
+    )
+    return records, pool
+
+
+def _in_order(batches: Any, seen: bytearray) -> Iterator[tuple[dict, str, str]]:
+    """Yield ``(record, actor, runtime)`` in input order, marking ``seen[index]``.
+
+    An index outside ``seen`` or seen before (a retried task whose first output also arrived)
+    is counted in ``seen``'s extra last byte and dropped, so no image is written twice.
+    """
+    total = len(seen) - 1
+    waiting: dict[int, tuple[dict, str, str]] = {}
+    nxt = 0
+    for batch in batches:
+        for index, rec, actor, rt in zip(
+            batch["index"], batch["record"], batch["actor"], batch["runtime"], strict=True
+        ):
+            index = int(index)
+            if not 0 <= index < total or seen[index]:
+                seen[total] = min(255, seen[total] + 1)
+                continue
+            seen[index] = 1
+            waiting[index] = (json.loads(rec), str(actor), str(rt))
+            while nxt in waiting:
+                yield waiting.pop(nxt)
+                nxt += 1
+
+
+def run_ray_predict(
+    cfg: PredictConfig, opts: RayOptions, predictor: type = Predictor
+) -> dict[str, Any]:
+    """Run ``predict`` on Ray; the summary of local ``predict`` plus ``actors`` and ``ray``.
+
+    Args:
+        cfg: the options shared with local ``predict`` (``workers``: at most this many decoding
+            tasks at a time, 0 for Ray's choice; ``save_vis`` is not supported).
+        opts: cluster address and actor pool.
+        predictor: the actor class (a subclass of :class:`Predictor`).
+
+    Returns:
+        ``{"images", "ok", "errors", "seconds", "images_per_s", "runtime", "out", "config",
+        "engine", "actors", "startup_s", "checked", "ray"}``, plus ``"results"`` when
+        ``cfg.out_jsonl`` is None.
+
+    Raises:
+        UserError: bad options or sources, or when an input index did not come back (nothing
+            is written then).
+    """
+    if cfg.save_vis:
+        raise UserError("--save-vis needs the local engine (drop --engine ray)")
+    if cfg.backend == "torch":
+        raise UserError("--engine ray runs exported bundles: export first, or use --backend ort")
+    task = read_manifest(cfg.bundle)["task"]  # a bad bundle: one line here, no actor traceback
+    paths = list_sources(cfg.sources)
+    start = time.perf_counter()
+    ray, started = connect(opts.address)
+    try:
+        startup = time.perf_counter() - start
+        records, _ = build_dataset(ray, cfg, opts, paths, predictor)
+        seen = bytearray(len(paths) + 1)  # one byte per input, then the dropped repeats
+        results: list[dict[str, Any]] = []
+        errors, actors, runtime = 0, set(), None
+        begin = time.perf_counter()
+        with RecordWriter(cfg.out_jsonl, task) as write:
+            stream = records.iter_batches(batch_size=None, batch_format="numpy")
+            for record, actor, described in _in_order(stream, seen):
+                errors += "error" in record
+                actors.add(actor)
+                runtime = runtime or (json.loads(described) if described else None)
+                write(record)
+                if cfg.out_jsonl is None:
+                    results.append(record)
+            missing = len(paths) - sum(seen[:-1])
+            if missing:
+                raise UserError(f"{missing} of {len(paths)} images came back without a record; "
+                                "nothing was written")  # fmt: skip
+        seconds = time.perf_counter() - begin
+        resources = ray.cluster_resources()
+    finally:
+        if started:
+            ray.shutdown()
+    summary: dict[str, Any] = {
+        "images": len(paths),
+        "ok": len(paths) - errors,
+        "errors": errors,
+        "seconds": round(seconds, 4),
+        "images_per_s": round(len(paths) / seconds, 2) if seconds > 0 else None,
+        "runtime": runtime,
+        "out": cfg.out_jsonl,
+        "config": {**asdict(cfg), **{f"ray_{k}": v for k, v in asdict(opts).items()}},
+        "engine": "ray",
+        "actors": len(actors),
+        "startup_s": round(startup, 3),
+        "checked": {"inputs": len(paths), "records": len(paths), "repeats_dropped": seen[-1]},
+        "ray": {"started_here": started, "cpus": resources.get("CPU"),
+                "gpus": resources.get("GPU", 0)},
+    }  # fmt: skip
+    if cfg.out_jsonl is None:
+        summary["results"] = results
+    return summary
+
+
+def out_path(out: str | Path | None) -> str | None:
+    """``--out``: a ``.jsonl``/``.parquet`` file, or a folder (``FOLDER/predictions.jsonl``)."""
+    if out is None:
+        return None
+    text = str(out)
+    if text.endswith(("/", os.sep)) or Path(text).is_dir():
+        return str(Path(text) / "predictions.jsonl")
+    return text
