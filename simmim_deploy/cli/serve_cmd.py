@@ -28,8 +28,12 @@ def serve(
     max_pixels: int = typer.Option(40_000_000, help="Largest image in pixels (413 above)."),
     top_k: int = typer.Option(5, help="Default classes per image (?top_k= overrides)."),
     conf: float = typer.Option(0.25, help="Default minimum box score (?conf= overrides)."),
+    model_name: str | None = typer.Option(
+        None, help="Model name in /v2/models/NAME (default: the bundle folder's name)."
+    ),
 ) -> None:
-    """Serve POST /v1/predict, GET /healthz, GET /metrics and the OpenAPI docs at /docs.
+    """Serve POST /v1/predict, the Open Inference Protocol v2 (/v2/...: tritonclient, KServe),
+    GET /healthz, GET /metrics and the OpenAPI docs at /docs.
 
     Example: simmim-deploy serve runs/bundle --port 8000 --max-batch 32 --token-file token.txt
     """
@@ -47,7 +51,7 @@ def serve(
     cfg = ServeConfig(
         str(bundle), max_batch, max_wait_ms, token, int(max_body_mb * 1024 * 1024), max_pixels,
         request_timeout_s=timeout, backend=backend, precision=precision, threads=threads,
-        top_k=top_k, conf=conf,
+        top_k=top_k, conf=conf, model_name=model_name,
     )  # fmt: skip
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
         print(
@@ -62,10 +66,13 @@ def serve(
 
         read_manifest(bundle)  # fail here, once, rather than in every worker
         os.environ[ENV_CONFIG] = config_to_env(cfg)
-        uvicorn.run(
-            "simmim_deploy.serve.server:create_app_from_env", factory=True, host=host,
-            port=port, workers=workers, timeout_graceful_shutdown=graceful, log_level="info",
-        )  # fmt: skip
+        from simmim_deploy.serve.metrics import shared_metrics_dir
+
+        with shared_metrics_dir():  # /metrics sums every worker (prometheus multiprocess mode)
+            uvicorn.run(
+                "simmim_deploy.serve.server:create_app_from_env", factory=True, host=host,
+                port=port, workers=workers, timeout_graceful_shutdown=graceful, log_level="info",
+            )  # fmt: skip
         return
     runtime = None
     if backend == "torch":

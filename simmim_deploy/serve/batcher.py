@@ -71,6 +71,11 @@ class DynamicBatcher:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """The inference thread is up and takes new images."""
+        return self._thread.is_alive() and not self._closing
+
     def submit(self, array: np.ndarray) -> Future:
         """Queue one ``(3, H, W)`` image; the future resolves to its outputs (rows of 1)."""
         if self._closing or not self._thread.is_alive():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from simmim_deploy.serve.images import ImageError, ImageTooLarge
@@ -13,6 +14,15 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers
+
+
+def check_token(request: Any, token: str | None) -> None:
+    """401 unless the request carries ``Authorization: Bearer <token>`` (when a token is set)."""
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token.strip()):
+        raise ApiError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
 
 
 def image_error_status(exc: ImageError) -> int:

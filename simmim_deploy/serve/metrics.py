@@ -1,103 +1,124 @@
-"""Prometheus text exposition for the server, written by hand (no prometheus_client needed).
+"""Server metrics through ``prometheus_client`` (the ``serve`` extra), correct with many workers.
 
-One :class:`ServerMetrics` per app (no module-level state); every update takes one lock, cheap
-next to an inference. Format: https://prometheus.io/docs/instrumenting/exposition_formats/
+One :class:`ServerMetrics` per app, each with its own ``CollectorRegistry`` (no module-level
+state, so several apps in one process never mix counts). With ``--workers N`` the processes
+share nothing, so ``simmim-deploy serve`` runs ``prometheus_client``'s multiprocess mode: every
+worker writes its samples to files in ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory
+per server run) and any worker's ``/metrics`` sums all of them, so a scrape sees the whole
+server. See https://prometheus.github.io/client_python/multiprocess/
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
-from collections import defaultdict
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
 
+from simmim_deploy.core.errors import require
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+PREFIX = "simmim_serve"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
-class Histogram:
-    """Cumulative-bucket histogram (Prometheus semantics: ``le`` = less than or equal)."""
-
-    def __init__(self, buckets: tuple[float, ...]) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)  # last one is +Inf
-        self.total = 0.0
-        self.n = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.total += value
-        self.n += 1
-
-    def render(self, name: str, help_text: str) -> list[str]:
-        lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-        running = 0
-        for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
-            running += count
-            le = "+Inf" if bound == float("inf") else f"{bound:g}"
-            lines.append(f'{name}_bucket{{le="{le}"}} {running}')
-        lines += [f"{name}_sum {self.total:.6f}", f"{name}_count {self.n}"]
-        return lines
-
-
 class ServerMetrics:
-    """Requests, errors, images, batch sizes, queue time and latency of one server process."""
+    """Requests, images, unreadable images, batch sizes, queue wait and inference time.
+
+    Multiprocess mode is on when ``PROMETHEUS_MULTIPROC_DIR`` is set before the process
+    imports ``prometheus_client`` (the library reads it then); ``serve --workers N`` sets it.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: dict[tuple[str, int], int] = defaultdict(int)
-        self.images = 0
-        self.in_flight = 0
-        self.batch_size = Histogram(BATCH_BUCKETS)
-        self.queue_seconds = Histogram(LATENCY_BUCKETS)
-        self.inference_seconds = Histogram(LATENCY_BUCKETS)
-        self.latency_seconds = Histogram(LATENCY_BUCKETS)
+        prom = require("prometheus_client", "serve", "server metrics")
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
+        self.registry = prom.CollectorRegistry()
+        reg, p = self.registry, PREFIX
+        self.requests = prom.Counter(
+            f"{p}_requests", "HTTP requests by route and status code.", ["path", "code"],
+            registry=reg,
+        )  # fmt: skip
+        self.images = prom.Counter(f"{p}_images", "Images run through the model.", registry=reg)
+        self.image_errors = prom.Counter(
+            f"{p}_image_errors", "Images of a request that could not be read.", registry=reg
+        )
+        self.in_flight = prom.Gauge(
+            f"{p}_in_flight_requests", "Inference requests being handled.",
+            registry=reg, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.batch_size = prom.Histogram(
+            f"{p}_batch_size", "Images per inference batch.", buckets=BATCH_BUCKETS, registry=reg
+        )
+        self.queue_seconds = prom.Histogram(
+            f"{p}_queue_seconds", "Time an image waited for its batch.",
+            buckets=LATENCY_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.inference_seconds = prom.Histogram(
+            f"{p}_inference_seconds", "Model time per batch.", buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )  # fmt: skip
+        self.latency_seconds = prom.Histogram(
+            f"{p}_request_latency_seconds", "End-to-end latency of inference requests.",
+            ["path"], buckets=LATENCY_BUCKETS, registry=reg,
+        )  # fmt: skip
 
-    def request_done(self, path: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.requests[(path, status)] += 1
-            if path == "/v1/predict":
-                self.latency_seconds.observe(seconds)
+    def request_done(self, path: str, status: int, seconds: float, timed: bool) -> None:
+        """Count one HTTP answer; ``timed``: also record its latency (inference routes)."""
+        self.requests.labels(path=path, code=str(status)).inc()
+        if timed:
+            self.latency_seconds.labels(path=path).observe(seconds)
 
     def batch_done(self, size: int, queue_waits: list[float], seconds: float) -> None:
-        with self._lock:
-            self.batch_size.observe(size)
-            self.inference_seconds.observe(seconds)
-            self.images += size
-            for wait in queue_waits:
-                self.queue_seconds.observe(wait)
+        """Record one inference batch of ``size`` images."""
+        self.batch_size.observe(size)
+        self.inference_seconds.observe(seconds)
+        self.images.inc(size)
+        for wait in queue_waits:
+            self.queue_seconds.observe(wait)
+
+    def unreadable(self, count: int) -> None:
+        """Count images that failed to decode (they got an error record)."""
+        if count:
+            self.image_errors.inc(count)
 
     def add_in_flight(self, delta: int) -> None:
-        with self._lock:
-            self.in_flight += delta
+        self.in_flight.inc(delta)
 
-    def render(self) -> str:
-        """The exposition text (``text/plain; version=0.0.4``)."""
-        p = "simmim_serve"
-        with self._lock:
-            lines = [f"# HELP {p}_requests_total HTTP requests by path and status code.",
-                     f"# TYPE {p}_requests_total counter"]  # fmt: skip
-            for (path, status), count in sorted(self.requests.items()):
-                lines.append(f'{p}_requests_total{{path="{path}",code="{status}"}} {count}')
-            errors = sum(c for (_, s), c in self.requests.items() if s >= 400)
-            lines += [
-                f"# HELP {p}_errors_total HTTP responses with status >= 400.",
-                f"# TYPE {p}_errors_total counter",
-                f"{p}_errors_total {errors}",
-                f"# HELP {p}_images_total Images run through the model.",
-                f"# TYPE {p}_images_total counter",
-                f"{p}_images_total {self.images}",
-                f"# HELP {p}_in_flight_requests Predict requests being handled.",
-                f"# TYPE {p}_in_flight_requests gauge",
-                f"{p}_in_flight_requests {self.in_flight}",
-            ]
-            lines += self.batch_size.render(f"{p}_batch_size", "Images per inference batch.")
-            lines += self.queue_seconds.render(
-                f"{p}_queue_seconds", "Time an image waited for its batch."
-            )
-            lines += self.inference_seconds.render(
-                f"{p}_inference_seconds", "Model time per batch."
-            )
-            lines += self.latency_seconds.render(
-                f"{p}_request_latency_seconds", "End-to-end latency of /v1/predict."
-            )
-        return "\n".join(lines) + "\n"
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text of every worker (multiprocess mode) or of this process."""
+        prom = require("prometheus_client", "serve", "server metrics")
+        registry: Any = self.registry
+        if self.multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            registry = prom.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        """Drop this worker's live gauges from the shared files (multiprocess mode)."""
+        if self.multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), path=self.multiprocess_dir)
+
+
+@contextlib.contextmanager
+def shared_metrics_dir() -> Iterator[str]:
+    """Put worker processes started inside the block in multiprocess mode.
+
+    Sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh temporary directory (the library wants it empty
+    at start) for the processes spawned meanwhile, and removes it afterwards.
+    """
+    previous = os.environ.get(MULTIPROC_ENV)
+    with tempfile.TemporaryDirectory(prefix="simmim-serve-metrics-") as folder:
+        os.environ[MULTIPROC_ENV] = folder
+        try:
+            yield folder
+        finally:
+            if previous is None:
+                os.environ.pop(MULTIPROC_ENV, None)
+            else:
+                os.environ[MULTIPROC_ENV] = previous

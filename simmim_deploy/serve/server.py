@@ -1,9 +1,12 @@
 """HTTP serving: FastAPI app with dynamic batching, metrics and hardening.
 
 ``POST /v1/predict`` takes one or more images (multipart field ``images``, or a raw image body)
-and answers ``{"results": [...]}`` with one ``predict`` record per image; ``GET /healthz``;
-``GET /metrics`` (Prometheus text); OpenAPI docs at ``/docs``. Every bad request gets a 4xx with
-``{"error": "..."}`` and the server keeps serving. Requires the ``serve`` extra.
+and answers ``{"results": [...]}`` with one ``predict`` record per image (an unreadable image
+gets its own ``{"path", "error"}`` record, the others their results); the Open Inference
+Protocol v2 routes (``/v2/...``, see :mod:`simmim_deploy.serve.server_v2`) serve the same model
+to tritonclient and KServe clients; ``GET /healthz``; ``GET /metrics`` (Prometheus); OpenAPI
+docs at ``/docs``. Every bad request gets a 4xx with ``{"error": "..."}`` and the server keeps
+serving. Requires the ``serve`` extra.
 
 Example:
     >>> import uvicorn
@@ -12,22 +15,25 @@ Example:
 
 import asyncio
 import contextlib
-import hmac
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from simmim_deploy.core.errors import UserError, require
-from simmim_deploy.serve.batcher import DynamicBatcher, Overloaded
-from simmim_deploy.serve.http_input import ApiError, extract_images, image_error_status, read_body
-from simmim_deploy.serve.images import DEFAULT_MAX_PIXELS, ImageError
+from simmim_deploy.serve.batcher import DynamicBatcher
+from simmim_deploy.serve.handlers import predict_images, within
+from simmim_deploy.serve.http_input import ApiError, check_token, extract_images, read_body
+from simmim_deploy.serve.images import DEFAULT_MAX_PIXELS
 from simmim_deploy.serve.metrics import ServerMetrics
 from simmim_deploy.serve.runtime import Runtime
 
 ENV_CONFIG = "SIMMIM_DEPLOY_SERVE_CONFIG"  # JSON ServeConfig for multi-worker factories
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a URL path segment without escaping
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class ServeConfig:
     threads: int | None = None
     top_k: int = 5
     conf: float = 0.25
+    model_name: str | None = None  # Open Inference Protocol name; None: the bundle folder's
 
     def __post_init__(self) -> None:
         checks = {
@@ -66,6 +73,15 @@ class ServeConfig:
             raise UserError(f"invalid serve option(s): {', '.join(bad)}")
         if self.token is not None and not self.token.strip():
             raise UserError("the token file is empty; put a secret token in it")
+        if self.model_name is not None and not _NAME.fullmatch(self.model_name):
+            raise UserError(
+                f"--model-name {self.model_name!r}: use letters, digits, '.', '_' or '-'"
+            )
+
+    @property
+    def v2_name(self) -> str:
+        """The model's name in ``/v2/models/{name}``."""
+        return self.model_name or Path(self.bundle).resolve().name
 
 
 def create_app(bundle: str, runtime: Runtime | None = None, **options: Any) -> Any:
@@ -93,6 +109,7 @@ def create_app(bundle: str, runtime: Runtime | None = None, **options: Any) -> A
         yield
         # uvicorn has already waited for in-flight requests; drain anything still queued.
         await asyncio.to_thread(batcher.close, cfg.request_timeout_s)
+        metrics.close()
 
     app = fastapi.FastAPI(
         title="simmim-deploy",
@@ -103,6 +120,9 @@ def create_app(bundle: str, runtime: Runtime | None = None, **options: Any) -> A
     app.state.runtime, app.state.metrics, app.state.config = runtime, metrics, cfg
     _install_error_handlers(app, fastapi, metrics)
     _add_routes(app, fastapi, cfg, runtime, batcher, metrics)
+    from simmim_deploy.serve.server_v2 import add_v2_routes
+
+    add_v2_routes(app, fastapi, cfg, runtime, batcher, metrics, cfg.v2_name)
     return app
 
 
@@ -148,12 +168,13 @@ def _install_error_handlers(app: Any, fastapi: Any, metrics: ServerMetrics) -> N
             response = await call_next(request)
         except Exception:  # noqa: BLE001 - a bug must not take the server down
             response = _json_error(500, "internal error; see the server log")
-        path = request.url.path if request.url.path in _PATHS else "other"
-        metrics.request_done(path, response.status_code, time.perf_counter() - start)
+        route = request.scope.get("route")  # the template, e.g. /v2/models/{model_name}/infer
+        path = getattr(route, "path", "other")
+        timed = path.endswith(("/predict", "/infer"))
+        metrics.request_done(path, response.status_code, time.perf_counter() - start, timed)
         return response
 
 
-_PATHS = ("/v1/predict", "/healthz", "/metrics")
 _OPENAPI_BODY = {
     "requestBody": {
         "required": True,
@@ -173,14 +194,6 @@ _OPENAPI_BODY = {
 }
 
 
-def _check_token(request: Any, token: str | None) -> None:
-    if token is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token.strip()):
-        raise ApiError(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
-
-
 def _add_routes(
     app: Any,
     fastapi: Any,
@@ -189,55 +202,47 @@ def _add_routes(
     batcher: DynamicBatcher,
     metrics: ServerMetrics,
 ) -> None:
-    from fastapi.responses import PlainTextResponse
+    from fastapi.responses import Response
 
-    @app.post("/v1/predict", openapi_extra=_OPENAPI_BODY, summary="Predict one or more images")
+    from simmim_deploy.serve import schemas
+
+    @app.post(
+        "/v1/predict",
+        openapi_extra=_OPENAPI_BODY,
+        summary="Predict one or more images",
+        response_model=schemas.PredictResponse,
+        responses=schemas.error_responses(400, 401, 413, 415, 422, 503, 504),
+    )
     async def predict(
         request: fastapi.Request, top_k: int | None = None, conf: float | None = None
     ) -> dict[str, Any]:
-        """Same records as ``simmim-deploy predict``: ``{"results": [{"path", ...}]}``."""
-        _check_token(request, cfg.token)
+        """Same records as ``simmim-deploy predict``, one per image in upload order.
+
+        An unreadable image gets ``{"path", "error"}`` and the others their results (200); the
+        request fails (413/422) only when none of its images can be read.
+        """
+        check_token(request, cfg.token)
         k, c = top_k or cfg.top_k, cfg.conf if conf is None else conf
         if k < 1 or not 0.0 <= c <= 1.0:
             raise ApiError(422, "top_k must be >= 1 and conf in [0, 1]")
-        metrics.add_in_flight(1)
-        try:
-            return await asyncio.wait_for(_handle(request, k, c), cfg.request_timeout_s)
-        except asyncio.TimeoutError:
-            raise ApiError(504, f"no answer within {cfg.request_timeout_s} s") from None
-        finally:
-            metrics.add_in_flight(-1)
+        return await within(_handle(request, k, c), cfg.request_timeout_s, metrics)
 
     async def _handle(request: Any, k: int, c: float) -> dict[str, Any]:
         body = await read_body(request, cfg.max_body_bytes)
         images = await extract_images(request, body, cfg.max_images)
-        prepared = await asyncio.to_thread(_prepare_all, runtime, images)
-        try:
-            outputs = await batcher.run([p.array for p in prepared])
-        except Overloaded as exc:
-            raise ApiError(503, f"server busy: {exc}; retry later", {"Retry-After": "1"}) from None
-        records = []
-        for (name, _), prep, out in zip(images, prepared, outputs, strict=True):
-            post = runtime.postprocess(out, [prep], k, c)[0]
-            records.append({"path": name, "width": prep.width, "height": prep.height, **post})
-        return {"results": records}
+        return {"results": await predict_images(runtime, batcher, metrics, images, k, c)}
 
-    @app.get("/healthz", summary="Liveness and model facts")
+    @app.get("/healthz", summary="Liveness and model facts", response_model=schemas.Health)
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", **runtime.describe()}
 
-    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics (all workers)",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}, **schemas.error_responses(401)},
+    )
     async def prometheus(request: fastapi.Request) -> Any:
-        _check_token(request, cfg.token)
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
-
-
-def _prepare_all(runtime: Runtime, images: list[tuple[str, bytes]]) -> list[Any]:
-    """Decode + preprocess every image; the first bad one fails the request with a 4xx."""
-    out = []
-    for name, data in images:
-        try:
-            out.append(runtime.prepare(data))
-        except ImageError as exc:
-            raise ApiError(image_error_status(exc), f"{name}: {exc}") from None
-    return out
+        check_token(request, cfg.token)
+        content, media_type = metrics.render()
+        return Response(content, media_type=media_type)

@@ -46,6 +46,17 @@ def _manifest(task: str, preprocess: dict, outputs: list[dict], onnx: Path) -> d
     }  # fmt: skip
 
 
+def _outputs(onnx: Path) -> list[dict]:
+    """Manifest ``outputs`` as export writes them (names, dtypes, fixed dims from a real run)."""
+    import onnxruntime as ort
+
+    from simmim_deploy.export.facts import output_specs
+
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    reference = session.run(None, {"images": np.zeros((2, 3, 32, 32), np.float32)})
+    return output_specs(session, reference)
+
+
 def _export(model, path: Path, output_names: list[str]) -> None:
     import torch
 
@@ -105,8 +116,9 @@ def det_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = ["boxes", "scores", "labels", "num_detections"]
     _export(_TinyDetector.build(), bundle / "model.onnx", names)
     pre = {"mode": "letterbox", "size": 32, "interpolation": "bilinear", "pad_value": 0.0}
-    outputs = [{"name": n, "shape": ["batch"], "dtype": "float32", "meaning": n} for n in names]
-    write_manifest(bundle, _manifest("detection", pre, outputs, bundle / "model.onnx"))
+    write_manifest(
+        bundle, _manifest("detection", pre, _outputs(bundle / "model.onnx"), bundle / "model.onnx")
+    )
     return bundle
 
 
