@@ -203,9 +203,10 @@ def _build(
     atomic_write_text(out / PARITY_FILE, json.dumps(parity, indent=2) + "\n")
     save_config(cfg, out / "config.yaml")
     if cfg.triton:
-        from simmim_deploy.export.triton import write_triton_repo
+        from simmim_deploy.export.triton import bundle_repo_options, write_triton_repo
 
-        write_triton_repo(out, out / "triton", manifest=manifest)
+        options = bundle_repo_options(cfg.precision)
+        write_triton_repo(out, out / "triton", manifest=manifest, **options)
     write_manifest(out, manifest)
     _make_readable(out)
 
