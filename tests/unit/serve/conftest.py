@@ -70,15 +70,13 @@ def _export(model, path: Path, output_names: list[str]) -> None:
         )  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def cls_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A classification bundle: vit_nano_patch8_32, 3 classes, 36 -> 32 bicubic crop."""
+def build_cls_bundle(bundle: Path) -> Path:
+    """Write a classification bundle: vit_nano_patch8_32, 3 classes, 36 -> 32 bicubic crop."""
     import timm
     import torch
 
     import simmim_deploy.models  # noqa: F401  (registers the tiny timm models)
 
-    bundle = tmp_path_factory.mktemp("cls bundle")
     torch.manual_seed(0)
     model = timm.create_model("vit_nano_patch8_32", num_classes=3, pretrained=False)
     _export(model, bundle / "model.onnx", ["logits"])
@@ -87,6 +85,12 @@ def cls_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     outputs = [{"name": "logits", "shape": ["batch", 3], "dtype": "float32", "meaning": "logits"}]
     write_manifest(bundle, _manifest("classification", pre, outputs, bundle / "model.onnx"))
     return bundle
+
+
+@pytest.fixture(scope="session")
+def cls_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A classification bundle (see :func:`build_cls_bundle`)."""
+    return build_cls_bundle(tmp_path_factory.mktemp("cls bundle"))
 
 
 class _TinyDetector:
@@ -109,10 +113,8 @@ class _TinyDetector:
         return Det()
 
 
-@pytest.fixture(scope="session")
-def det_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A detection bundle (letterbox 32) whose graph emits fixed boxes for any image."""
-    bundle = tmp_path_factory.mktemp("det bundle")
+def build_det_bundle(bundle: Path) -> Path:
+    """Write a detection bundle (letterbox 32) whose graph emits fixed boxes for any image."""
     names = ["boxes", "scores", "labels", "num_detections"]
     _export(_TinyDetector.build(), bundle / "model.onnx", names)
     pre = {"mode": "letterbox", "size": 32, "interpolation": "bilinear", "pad_value": 0.0}
@@ -120,6 +122,12 @@ def det_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         bundle, _manifest("detection", pre, _outputs(bundle / "model.onnx"), bundle / "model.onnx")
     )
     return bundle
+
+
+@pytest.fixture(scope="session")
+def det_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A detection bundle (see :func:`build_det_bundle`)."""
+    return build_det_bundle(tmp_path_factory.mktemp("det bundle"))
 
 
 def real_photos() -> list[np.ndarray]:
