@@ -40,6 +40,12 @@ def export(
         None, "--config", help="Export profile YAML (export/*.yaml); options here override it."
     ),
     triton: bool = typer.Option(False, "--triton", help="Also write BUNDLE/triton (Triton repo)."),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        help="cpu: every CPU artefact worth choosing among (fp32, int8, int8-dynamic), each "
+        "verified; --backend auto picks the fastest where it runs.",
+    ),
     exporter: str | None = typer.Option(None, "--exporter", help="auto, dynamo or torchscript."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
 ) -> None:
@@ -67,6 +73,7 @@ def export(
         "batch": batch,
         "eval_data": eval_data,
         "triton": triton or None,
+        "target": target,
         "exporter": exporter,
         "overwrite": overwrite or None,
     }

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from simmim_deploy.core.backends import ONNX_BACKENDS
+
 
 def verify(
     bundle: Path = typer.Argument(..., help="Bundle directory."),
@@ -16,14 +18,23 @@ def verify(
     reference: str = typer.Option(
         "auto", "--reference", help="torch (source checkpoint), fp32 (bundle ONNX) or auto."
     ),
+    backend: str = typer.Option(
+        "ort-cpu", "--backend", help="Runs the artefacts: " + ", ".join(ONNX_BACKENDS) + "."
+    ),
+    threads: int | None = typer.Option(None, help="Inference threads."),
 ) -> None:
     """Check every artefact of a bundle against PyTorch on real images.
 
     Example: simmim-deploy verify bundle --data builtin:mnist --limit 200
     """
     from simmim_deploy.export.verify import verify_bundle
+    from simmim_deploy.serve.backends import open_onnx_file
 
-    report = verify_bundle(bundle, data, limit, reference)
+    def open_runner(path: Path):  # noqa: ANN202 - a Runner
+        runner = open_onnx_file(path, backend, threads)
+        return lambda x: list(runner.run(x).values())
+
+    report = verify_bundle(bundle, data, limit, reference, open_runner, backend)
     for precision, entry in report["artefacts"].items():
         m = entry["metrics"]
         detail = (
@@ -36,4 +47,7 @@ def verify(
         if "map" in m:
             detail += f", mAP {m['map']:.2f}% (drop {m['map_drop']:+.2f} pt)"
         typer.echo(f"{precision:>12}: passed ({detail})")
-    typer.echo(f"report: {bundle / 'report' / 'parity.json'} (reference: {report['reference']})")
+    typer.echo(
+        f"report: {bundle / 'report' / 'parity.json'} (reference: {report['reference']}, "
+        f"artefacts run on {backend})"
+    )

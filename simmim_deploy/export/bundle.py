@@ -30,6 +30,7 @@ from simmim_deploy.export.converters import CONVERTERS, FILENAMES, ConvertContex
 from simmim_deploy.export.det_truth import detection_map
 from simmim_deploy.export.inputs import ImageSet, batch_sha256, load_image_set, preprocess
 from simmim_deploy.export.onnx_export import export_onnx, ort_session, set_metadata
+from simmim_deploy.export.openvino_gate import verify_on_openvino
 from simmim_deploy.export.torch_runner import TorchRunner, load_model, output_names
 from simmim_deploy.export.verify import (
     VerificationSet,
@@ -193,6 +194,15 @@ def _build(
         parity["artefacts"][precision] = entry
         raise_if_failed(entry)
         details[precision]["thresholds"] = entry["thresholds"]
+        details[precision]["verified_on"] = ["onnxruntime"]
+        ov = verify_on_openvino(
+            precision, path, reference, vset, meta["task"],
+            cfg.thresholds_for(precision), cfg.thresholds_for("fp16"),
+        )  # fmt: skip
+        if ov is not None:
+            entry["openvino"] = ov
+            if ov["passed"]:
+                details[precision]["verified_on"].append(ov["runtime"])
     artefacts = {}
     for precision in cfg.precision:
         path = out / FILENAMES[precision]

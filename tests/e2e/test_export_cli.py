@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,55 @@ def test_export_fp32_int8_then_verify(checkpoint: Path, tmp_path: Path) -> None:
     res = _run("verify", str(bundle), "--data", "builtin:digits", "--limit", "16")
     assert res.returncode == 0, res.stderr
     assert "fp32: passed" in res.stdout
+
+
+def test_target_cpu_then_openvino_verify_and_auto_predict(checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    bundle = tmp_path / "cpu bundle"
+    profile = tmp_path / "profile.yaml"  # random weights: near-tied logits (see above)
+    loose = "{min_cosine: 0.9, min_top1_agreement: 0.0, max_metric_drop: 100}"
+    profile.write_text(f"thresholds:\n  int8: {loose}\n  int8-dynamic: {loose}\n")
+    res = _run(
+        "export", str(checkpoint), "--out", str(bundle), "--target", "cpu", "--calib-data",
+        "builtin:digits", "--calib-images", "32", "--exporter", "torchscript",
+        "--config", str(profile),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert list(manifest["artefacts"]) == ["fp32", "int8", "int8-dynamic"]
+    assert all(a["verified"] for a in manifest["artefacts"].values())
+    # Gated on OpenVINO too (f32 here: no bf16 instructions; bf16 where the CPU has them).
+    for art in manifest["artefacts"].values():
+        assert art["verified_on"][0] == "onnxruntime"
+        assert art["verified_on"][1] in ("openvino/f32", "openvino/bf16")
+    parity = json.loads((bundle / "report" / "parity.json").read_text())
+    assert parity["artefacts"]["int8"]["openvino"]["passed"]
+    res = _run("verify", str(bundle), "--data", "builtin:digits", "--limit", "16",
+               "--backend", "openvino")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert (
+        "fp32: passed" in res.stdout and "int8: passed" in res.stdout and "openvino" in res.stdout
+    )
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(data.coffee()).save(images / "coffee.jpg")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    cmd = [*CLI, "predict", str(bundle), str(images), "--backend", "auto", "--threads", "1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "backend auto:" in res.stderr and "measured now" in res.stderr
+    for label in ("ort-cpu/fp32", "ort-cpu/int8", "openvino/int8"):
+        assert label in res.stderr
+    assert json.loads(res.stdout.splitlines()[0])["topk"]
+
+
+def test_target_and_precision_conflict(checkpoint: Path, tmp_path: Path) -> None:
+    res = _run("export", str(checkpoint), "--out", str(tmp_path / "b"), "--target", "cpu",
+               "--precision", "fp16", "--calib-data", "builtin:digits")  # fmt: skip
+    assert res.returncode == 2 and "not both" in res.stderr
 
 
 def test_missing_checkpoint_is_one_line(tmp_path: Path) -> None:

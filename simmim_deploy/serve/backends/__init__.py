@@ -15,11 +15,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simmim_deploy.core.backends import BACKENDS
+from simmim_deploy.core.backends import BACKENDS, ONNX_BACKENDS
 from simmim_deploy.core.errors import MissingExtraError, UserError
 from simmim_deploy.serve.backends.base import Backend, max_batch_of, run_any_batch
 
-__all__ = ["BACKENDS", "SUFFIXES", "Backend", "max_batch_of", "open_backend", "run_any_batch"]
+__all__ = [
+    "BACKENDS",
+    "SUFFIXES",
+    "Backend",
+    "max_batch_of",
+    "open_backend",
+    "open_onnx_file",
+    "run_any_batch",
+]
 
 SUFFIXES = {".onnx": "ort", ".engine": "trt", ".plan": "trt", ".trt": "trt"}
 
@@ -87,17 +95,26 @@ def _gpu_provider() -> bool:
     return any(p in gpu for p in ort.get_available_providers())
 
 
+def open_onnx_file(
+    path: str | Path, backend: str = "ort-cpu", threads: int | None = None, precision: str = ""
+) -> Backend:
+    """Open one ONNX file on a backend of :data:`ONNX_BACKENDS` (``precision``: for describe)."""
+    if backend not in ONNX_BACKENDS:
+        raise UserError(f"{backend!r} does not run ONNX files: use one of {list(ONNX_BACKENDS)}")
+    if backend == "openvino":
+        from simmim_deploy.serve.backends.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(path, threads, precision or "unknown")
+    from simmim_deploy.serve.backends.ort import OrtBackend
+
+    return OrtBackend(path, backend, threads, precision or "unknown")
+
+
 def _open_onnx(
     bundle: Path, manifest: dict[str, Any], backend: str, precision: str | None, threads: int | None
 ) -> Backend:
     path, prec = onnx_artefact(bundle, manifest, precision)
-    if backend == "openvino":
-        from simmim_deploy.serve.backends.openvino import OpenVinoBackend
-
-        return OpenVinoBackend(path, threads, prec)
-    from simmim_deploy.serve.backends.ort import OrtBackend
-
-    return OrtBackend(path, "ort" if backend == "auto" else backend, threads, prec)
+    return open_onnx_file(path, "ort" if backend == "auto" else backend, threads, prec)
 
 
 def open_backend(

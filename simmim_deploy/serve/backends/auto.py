@@ -1,13 +1,16 @@
 """``--backend auto`` on a CPU: the fastest verified backend and artefact for this machine.
 
 Which file is fastest depends on the CPU (INT8 dot-product instructions, bf16) and the library
-versions, so it is measured, not guessed: on first use every candidate (ONNX Runtime CPU and,
-when installed, OpenVINO, on each ONNX artefact the manifest marks ``verified``) runs a few
-interleaved rounds at the bundle's ``opt`` batch; the median time per call ranks them. The
-timings are cached per machine and bundle under ``$XDG_CACHE_HOME/simmim-deploy/auto`` (default
-``~/.cache``), keyed by the artefacts' sha256, the CPU model and ISA flags, the library versions,
-the thread count and the batch, so a new CPU, a new library or a re-exported bundle measures
-again. The choice is a pure function of the timings (:func:`choose`).
+versions, so it is measured, not guessed. The candidates are the (backend, artefact) pairs whose
+outputs passed the export gate: ONNX Runtime CPU and, when installed, OpenVINO at this CPU's
+inference precision, on each artefact whose manifest entry lists that runtime in ``verified_on``
+(OpenVINO's bf16 and INT8 numbers differ from ONNX Runtime's, so it is gated on its own). On first
+use each runs a few interleaved rounds at the bundle's ``opt`` batch; the median time per call
+ranks them. The timings are cached per machine and bundle under
+``$XDG_CACHE_HOME/simmim-deploy/auto`` (default ``~/.cache``), keyed by the artefacts' sha256,
+the CPU model and ISA flags, the library versions, the thread count and the batch, so a new CPU,
+a new library or a re-exported bundle measures again. The choice is a pure function of the
+timings (:func:`choose`).
 """
 
 from __future__ import annotations
@@ -77,8 +80,21 @@ def choose(images_per_s: dict[str, float]) -> str:
     return min(images_per_s, key=lambda k: (-images_per_s[k], k))
 
 
+def _runtime(backend: str) -> str | None:
+    """The ``verified_on`` key a backend's outputs are gated under here (None: not installed)."""
+    if backend != "openvino":
+        return "onnxruntime"
+    if importlib.util.find_spec("openvino") is None:
+        return None
+    from simmim_deploy.serve.backends.openvino import default_inference_precision, runtime_key
+
+    return runtime_key(default_inference_precision())
+
+
 def candidates(manifest: dict[str, Any], precision: str | None = None) -> list[str]:
-    """``backend/precision`` labels: every verified ONNX artefact on every installed backend."""
+    """``backend/precision`` labels: each verified ONNX artefact on each installed backend whose
+    outputs passed the gate for it (``verified_on``; OpenVINO at this CPU's inference precision).
+    """
     arts = manifest["artefacts"]
     keys = [
         k
@@ -92,9 +108,15 @@ def candidates(manifest: dict[str, Any], precision: str | None = None) -> list[s
                 f"(verified: {keys})"
             )
         keys = [precision]
-    have_ov = importlib.util.find_spec("openvino") is not None
-    backends = [b for b in CPU_BACKENDS if b != "openvino" or have_ov]
-    return [f"{b}/{k}" for b in backends for k in keys]
+    labels = []
+    for backend in CPU_BACKENDS:
+        runtime = _runtime(backend)
+        for k in keys:
+            # Bundles written before verified_on existed were gated on ONNX Runtime only.
+            gated = arts[k].get("verified_on", ["onnxruntime"])
+            if runtime is not None and runtime in gated:
+                labels.append(f"{backend}/{k}")
+    return labels
 
 
 def cache_dir() -> Path:

@@ -31,6 +31,17 @@ def _type_name(value: Any) -> str:
     return str(name() if callable(name) else value)
 
 
+def default_inference_precision() -> str:
+    """``bf16`` or ``f32``: what OpenVINO's CPU plugin runs FP32 models in on this machine."""
+    ov = require("openvino", "openvino", "the OpenVINO backend")
+    return _type_name(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+
+
+def runtime_key(inference_precision: str) -> str:
+    """The ``verified_on`` entry the export gate writes for OpenVINO (``openvino/f32``)."""
+    return f"openvino/{inference_precision}"
+
+
 class OpenVinoBackend:
     """Run an ``.onnx`` file with OpenVINO on the CPU.
 
