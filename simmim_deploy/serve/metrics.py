@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from simmim_deploy.core.errors import require
+from simmim_deploy.core.errors import UserError, require
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "simmim_serve"
@@ -107,18 +107,23 @@ class ServerMetrics:
 
 @contextlib.contextmanager
 def shared_metrics_dir() -> Iterator[str]:
-    """Put worker processes started inside the block in multiprocess mode.
+    """Put the worker processes started inside the block in multiprocess mode.
 
-    Sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh temporary directory (the library wants it empty
-    at start) for the processes spawned meanwhile, and removes it afterwards.
+    Uses ``PROMETHEUS_MULTIPROC_DIR`` when it is set (it must be an empty directory: the library
+    needs a clean one per run), else a fresh temporary directory removed afterwards.
     """
-    previous = os.environ.get(MULTIPROC_ENV)
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        if not os.path.isdir(given) or os.listdir(given):
+            raise UserError(
+                f"{MULTIPROC_ENV}={given} must be an existing, empty directory "
+                "(metrics of an earlier run would be counted again); empty it or unset it"
+            )
+        yield given
+        return
     with tempfile.TemporaryDirectory(prefix="simmim-serve-metrics-") as folder:
         os.environ[MULTIPROC_ENV] = folder
         try:
             yield folder
         finally:
-            if previous is None:
-                os.environ.pop(MULTIPROC_ENV, None)
-            else:
-                os.environ[MULTIPROC_ENV] = previous
+            os.environ.pop(MULTIPROC_ENV, None)

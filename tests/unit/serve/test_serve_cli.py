@@ -77,3 +77,46 @@ def test_serve_command_sigterm_finishes_in_flight(cls_bundle: Path, image_dir: P
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_two_workers_share_their_metrics(cls_bundle: Path, image_dir: Path, tmp_path: Path) -> None:
+    """With --workers 2 every scrape sums both processes (prometheus multiprocess mode)."""
+    import os
+
+    from tests.unit.serve.test_server import scrape
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url, shared = f"http://127.0.0.1:{port}", tmp_path / "metrics"
+    shared.mkdir()
+    proc = subprocess.Popen(
+        [*CLI, "serve", str(cls_bundle), "--port", str(port), "--workers", "2",
+         "--max-wait-ms", "1", "--threads", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(shared)},
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 90
+        while len({p.stem.rsplit("_", 1)[-1] for p in shared.glob("*.db")}) < 2:
+            assert proc.poll() is None and time.time() < deadline, "two workers did not start"
+            time.sleep(0.2)
+        image = next(image_dir.rglob("*.jpg")).read_bytes()
+
+        def post(_: int) -> int:  # a new connection each time: the kernel spreads them
+            files = {"images": ("a.jpg", image)}
+            return httpx.post(f"{url}/v1/predict", files=files, timeout=30).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(post, range(24)))
+        scrapes = [scrape(url) for _ in range(4)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert codes == [200] * 24
+    pids = {p.stem.rsplit("_", 1)[-1] for p in shared.glob("counter_*.db")}
+    assert len(pids) == 2, pids  # both workers wrote their counts
+    for metrics in scrapes:  # whichever worker answers, it reports the whole server
+        assert metrics[("simmim_serve_images_total", ())] == 24
+        key = ("simmim_serve_requests_total", (("code", "200"), ("path", "/v1/predict")))
+        assert metrics[key] == 24
