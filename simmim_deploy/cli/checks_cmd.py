@@ -10,7 +10,8 @@ import typer
 def checks(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Report versions of torch, timm, onnx, onnxruntime (and its providers), TensorRT and CUDA.
+    """Report versions (torch, timm, onnx, onnxruntime and its providers, OpenVINO, TensorRT),
+    CUDA GPUs and the CPU's instruction sets (AVX2, AVX-512, VNNI, AMX).
 
     Example: simmim-deploy checks
     """
@@ -28,6 +29,8 @@ def checks(
     table.add_column("value")
     table.add_row("python", f"{report['python']} on {report['platform']}")
     table.add_row("cpu cores", str(report["cpu_count"]))
+    table.add_row("cpu", report["cpu"]["model"])
+    table.add_row("cpu ISA", report["cpu"]["isa"])
     for name, version in report["packages"].items():
         table.add_row(name, version or "[dim]not installed[/dim]")
     ort = report["onnxruntime"]

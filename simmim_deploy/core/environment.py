@@ -11,6 +11,8 @@ import os
 import platform
 from typing import Any
 
+from simmim_deploy.core.cpu import cpu_info
+
 PACKAGES = (
     "simmim-deploy",
     "torch",
@@ -21,6 +23,8 @@ PACKAGES = (
     "onnxslim",
     "onnxruntime",
     "onnxruntime-gpu",
+    "openvino",
+    "nncf",
     "tensorrt",
     "torch-pruning",
     "faster-coco-eval",
@@ -100,11 +104,13 @@ def torch_info() -> dict[str, Any]:
 def environment_report(include_torch: bool = True) -> dict[str, Any]:
     """Everything a bug report needs, as plain data."""
     trt = real_tensorrt()
+    cpu = cpu_info()
     report: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpu": {**cpu.to_dict(), "isa": cpu.isa_line()},
         "thread_env": {
             k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
         },
