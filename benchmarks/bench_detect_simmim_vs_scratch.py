@@ -71,8 +71,9 @@ def pretrain(args: argparse.Namespace, pool: Path) -> str:
         return str(encoder)
     cfg = PretrainConfig(
         data=str(pool), model=args.model, img_size=args.img_size, epochs=args.pretrain_epochs,
-        batch_size=64, base_lr=args.pretrain_lr, warmup_epochs=min(2, args.pretrain_epochs - 1),
-        min_lr=args.pretrain_lr / 100, mask_patch_size=args.mask_patch_size, num_workers=0,
+        batch_size=64, lr=args.pretrain_lr, warmup_epochs=min(2, args.pretrain_epochs - 1),
+        lr_scaling="linear",
+        min_lr=args.pretrain_lr / 100, mask_patch_size=args.mask_patch_size, workers=0,
         save_every_steps=0, device=args.device, out=str(out),
     )  # fmt: skip
     return str(run_pretrain(cfg)["encoder"])

@@ -50,15 +50,18 @@ from typing import Any
 # per dimension), no augmentation beyond crops.
 FINETUNE = {
     "full": dict(
-        base_lr=1.6e-2, layer_decay=0.75, weight_decay=0.05, drop_path=0.1, label_smoothing=0.1,
+        lr=1.6e-2, layer_decay=0.75, weight_decay=0.05, drop_path=0.1, label_smoothing=0.1,
         mixup=0.0, cutmix=0.0, randaug="rand-m6-mstd0.5-inc1", reprob=0.0,
     ),
     "linear": dict(
-        base_lr=0.16, weight_decay=0.0, label_smoothing=0.0, mixup=0.0, cutmix=0.0,
+        lr=0.16, weight_decay=0.0, label_smoothing=0.0, mixup=0.0, cutmix=0.0,
         randaug="none", reprob=0.0, head_norm=True,
     ),
 }  # fmt: skip
-COMMON = dict(hflip=0.0, crop_scale_min=0.6, batch_size=32, workers=0, progress=False)
+# LRs per 512 images scaled linearly, as when these results were measured
+COMMON = dict(
+    hflip=0.0, crop_scale_min=0.6, batch_size=32, workers=0, progress=False, lr_scaling="linear"
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -122,9 +125,10 @@ def pretrain(args: argparse.Namespace, pool: Path) -> str:
     torch.set_num_threads(args.threads or max(args.jobs, 1))
     cfg = PretrainConfig(
         data=str(pool), model=args.model, img_size=args.img_size, epochs=args.pretrain_epochs,
-        batch_size=64, base_lr=args.pretrain_lr, warmup_epochs=min(2, args.pretrain_epochs - 1),
+        batch_size=64, lr=args.pretrain_lr, warmup_epochs=min(2, args.pretrain_epochs - 1),
+        lr_scaling="linear",
         min_lr=args.pretrain_lr / 100, mask_patch_size=args.mask_patch_size,
-        mask_ratio=args.mask_ratio, drop_path=0.0, num_workers=0, save_every_steps=300,
+        mask_ratio=args.mask_ratio, drop_path=0.0, workers=0, save_every_steps=300,
         device=args.device, out=str(out),
     )  # fmt: skip
     return run_pretrain(cfg)["encoder"]

@@ -41,6 +41,24 @@ train_app = typer.Typer(
 )
 app.add_typer(train_app, name="train")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from simmim_deploy import __version__
+
+        typer.echo(f"simmim-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """SimMIM pre-training, fine-tuning, export and serving for timm ViT/Swin encoders."""
+
+
 train_app.command("pretrain")(train_pretrain_cmd.pretrain)
 train_app.command("classify")(train_classify_cmd.classify)
 train_app.command("detect")(train_detect_cmd.detect)

@@ -41,6 +41,34 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def redefault(cls: type, name: str, default: Any) -> Any:
+    """The field ``name`` of dataclass ``cls`` (its help and flag) with another default.
+
+    A command whose config inherits a shared field but needs its own default redeclares it
+    with this, so the help text stays declared once.
+    """
+    base = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return dataclasses.field(default=default, metadata=base.metadata, kw_only=True)
+
+
+def is_required(f: dataclasses.Field) -> bool:
+    """True when a dataclass field has neither a default nor a default factory."""
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """The command-line flag of a field: its ``flag`` metadata or ``--name-with-dashes``."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+# Recipe keys of earlier versions -> what to write instead (refused with this message).
+RENAMED_KEYS = {
+    "base_lr": "'lr' (the peak learning rate per 512 images, as base_lr was)",
+    "absolute_lr": "'lr' with 'lr_scaling: none' (the learning rate used as given)",
+    "num_workers": "'workers'",
+}
+
+
 def suggest(name: str, choices: typing.Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
@@ -105,12 +133,18 @@ def build_config(cls: type[C], values: dict[str, Any]) -> C:
         UserError: unknown key (with a close-match suggestion) or a value of the wrong type.
     """
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = [f.name for f in fields]
     kwargs = {}
     for key, value in values.items():
+        if key not in names and key in RENAMED_KEYS:
+            raise UserError(f"config key '{key}' was renamed: use {RENAMED_KEYS[key]}")
         if key not in names:
             raise UserError(f"unknown config key '{key}'{suggest(key, names)}")
         kwargs[key] = _coerce(value, hints[key], key)
+    for f in fields:
+        if is_required(f) and f.name not in kwargs:
+            raise UserError(f"{flag_of(f)} is required (or '{f.name}:' in the --config recipe)")
     try:
         return cls(**kwargs)
     except TypeError as exc:

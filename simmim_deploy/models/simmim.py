@@ -17,6 +17,7 @@ from torch import nn
 
 from simmim_deploy.core.config import suggest
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.core.families import model_family
 from simmim_deploy.models import adapter
 from simmim_deploy.models import registry as _registry  # noqa: F401  (registers tiny models)
 
@@ -93,7 +94,7 @@ def _patch_embed_width(encoder: nn.Module) -> int:
 
 def default_drop_path_rate(model_name: str) -> float:
     """The official recipe's stochastic depth: 0.0 for Swin, 0.1 for ViT-style encoders."""
-    return 0.0 if model_name.startswith("swin") else 0.1
+    return 0.0 if model_family(model_name) == "swin" else 0.1
 
 
 def build_simmim(

@@ -19,7 +19,8 @@ from simmim_deploy.pipeline.demo_data import DemoData, write_demo_data, write_de
 FINETUNE_RECIPE: dict[str, Any] = dict(
     mode="full",
     batch_size=32,
-    base_lr=1.6e-2,
+    lr=1.6e-2,
+    lr_scaling="linear",  # per 512 images, scaled linearly: the measured demo
     layer_decay=0.75,
     weight_decay=0.05,
     drop_path=0.1,
@@ -47,9 +48,9 @@ def pretrain(out: Path, data: DemoData, sizes: DemoSizes, device: str, seed: int
 
     cfg = PretrainConfig(
         data=str(data.pool), model=DEMO_MODEL, img_size=DEMO_IMG_SIZE,
-        epochs=sizes.pretrain_epochs, batch_size=64, base_lr=PRETRAIN_LR,
+        epochs=sizes.pretrain_epochs, batch_size=64, lr=PRETRAIN_LR, lr_scaling="linear",
         warmup_epochs=1, min_lr=PRETRAIN_LR / 100, mask_patch_size=16, mask_ratio=0.6,
-        num_workers=0, save_every_steps=0, device=device, seed=seed, out=str(out / "pretrain"),
+        workers=0, save_every_steps=0, device=device, seed=seed, out=str(out / "pretrain"),
     )  # fmt: skip
     result = run_pretrain(cfg)
     previews = sorted((out / "pretrain" / "reconstructions").glob("*.png"))
@@ -169,10 +170,10 @@ def detect(out: Path, encoder: str, sizes: DemoSizes, device: str, seed: int) ->
     run = out / "detect"
     cfg = DetectConfig(
         data=str(root), out=str(run), model=DEMO_MODEL, pretrained=encoder,
-        img_size=DEMO_IMG_SIZE, epochs=sizes.det_epochs, batch_size=32, base_lr=0.01,
-        layer_decay=0.75, drop_path=0.1, neck_channels=64, head_convs=2, range_mult=4.0,
-        hflip=0.0, max_dets=50, workers=0, eval_every=sizes.det_epochs, device=device,
-        seed=seed,
+        img_size=DEMO_IMG_SIZE, epochs=sizes.det_epochs, batch_size=32, lr=0.01,
+        lr_scaling="linear", layer_decay=0.75, drop_path=0.1, neck_channels=64, head_convs=2,
+        range_mult=4.0, hflip=0.0, max_dets=50, workers=0, eval_every=sizes.det_epochs,
+        device=device, seed=seed,
     )  # fmt: skip
     metrics = run_detect(cfg)
     pictures = sorted((run / "vis").glob("*.jpg"))

@@ -38,6 +38,76 @@ def last_checkpoint_path(out_dir: str | Path) -> Path:
     return Path(out_dir) / CHECKPOINT_DIR / LAST
 
 
+def check_run_folder(out_dir: str | Path, resume: bool) -> None:
+    """Refuse to start a fresh run in a folder that already holds one (the one rule).
+
+    Raises:
+        UserError: ``out_dir`` holds ``checkpoints/last.pt`` and ``resume`` is False.
+    """
+    if last_checkpoint_path(out_dir).is_file() and not resume:
+        raise UserError(
+            f"{out_dir} already holds a run ({CHECKPOINT_DIR}/{LAST}): pass --resume to "
+            "continue it or choose another --out"
+        )
+
+
+def link_last(out_dir: str | Path) -> None:
+    """``<out_dir>/last.pt`` -> ``checkpoints/last.pt`` (relative, so the run folder can move)."""
+    link = Path(out_dir) / LAST
+    if not link.is_symlink() and not link.exists():
+        link.symlink_to(Path(CHECKPOINT_DIR) / LAST)
+
+
+class BestCheckpoint:
+    """``<out_dir>/best.pt``: the weights of the best validation score so far.
+
+    The file is ``{"model", "meta", "metrics"}`` (the fine-tuned checkpoint format that export
+    and ``evaluate`` read), written atomically. On resume the best score is read back from it.
+
+    Args:
+        path: where best.pt goes.
+        metric: key of the score in the metrics dicts (higher is better).
+        resume: read the previous best from ``path``.
+        ties_win: a score equal to the best replaces it (the later model is kept).
+        keep: metric keys stored in the file (None: all).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        metric: str,
+        resume: bool,
+        ties_win: bool = False,
+        keep: tuple[str, ...] | None = None,
+    ) -> None:
+        self.path, self.metric, self.ties_win, self.keep = Path(path), metric, ties_win, keep
+        self.best: dict[str, Any] = self._read() if resume else {}
+
+    def _read(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            return {}
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        return dict(state.get("metrics") or {})
+
+    def is_better(self, metrics: dict[str, Any]) -> bool:
+        """Whether ``metrics`` beats the best so far."""
+        if not self.best or self.metric not in self.best:
+            return True
+        new, old = metrics[self.metric], self.best[self.metric]
+        return new >= old if self.ties_win else new > old
+
+    def update(self, model: torch.nn.Module, meta: dict[str, Any], metrics: dict[str, Any]) -> bool:
+        """Save ``model`` as best.pt when ``metrics`` beats the best; True when it did."""
+        if not self.is_better(metrics):
+            return False
+        self.best = dict(metrics)
+        kept = {k: v for k, v in metrics.items() if self.keep is None or k in self.keep}
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        with atomic_path(self.path) as tmp:
+            torch.save({"model": state, "meta": meta, "metrics": kept}, tmp)
+        return True
+
+
 def capture_rng_state() -> dict[str, Any]:
     """This process's python, numpy, torch and CUDA generator states, weights_only-safe."""
     version, mt, gauss = random.getstate()

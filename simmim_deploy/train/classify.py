@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from simmim_deploy.core.atomic import atomic_path, atomic_write_text
+from simmim_deploy.core.atomic import atomic_write_text
 from simmim_deploy.core.config import config_to_dict, save_config
-from simmim_deploy.core.errors import UserError
-from simmim_deploy.train.classify_config import ClassifyConfig, resolve_defaults
+from simmim_deploy.train.checkpointing import BestCheckpoint, check_run_folder
+from simmim_deploy.train.classify_config import WARMUP_EPOCHS, ClassifyConfig, resolve_defaults
 from simmim_deploy.train.classify_eval import make_eval_loader, score, write_report
 from simmim_deploy.train.engine import EngineConfig, TrainTask, fit, seed_everything
 from simmim_deploy.train.engine import steps_per_epoch as engine_steps_per_epoch
@@ -33,9 +31,7 @@ from simmim_deploy.train.metrics import plot_training_curves
 
 __all__ = ["ClassifyConfig", "ClassifyTask", "run_classify"]
 
-log = logging.getLogger(__name__)
-
-BEST, LAST = "best.pt", "last.pt"
+BEST = "best.pt"
 
 
 class ClassifyTask(TrainTask):
@@ -68,8 +64,15 @@ class ClassifyTask(TrainTask):
             self.criterion: nn.Module = SoftTargetCrossEntropy()
         else:
             self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing or 0.0)
-        self.best: dict[str, Any] = _read_best_metrics(out / BEST) if config.resume else {}
+        self.keeper = BestCheckpoint(
+            out / BEST, "top1", config.resume, keep=("top1", "top5", "loss", "epoch")
+        )
         self.last: dict[str, Any] = {}
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """Scores of the best epoch so far."""
+        return self.keeper.best
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         images, labels = batch
@@ -90,9 +93,7 @@ class ClassifyTask(TrainTask):
             metrics = score(model, self.val_loader, self.class_names, device)
         metrics["epoch"] = done
         self.last = metrics
-        if not self.best or metrics["top1"] > self.best["top1"]:
-            self.best = metrics
-            save_best(model, self.meta, metrics, self.out / BEST)
+        self.keeper.update(model, self.meta, metrics)
         return {
             "val_top1": metrics["top1"],
             "val_top5": metrics["top5"],
@@ -100,49 +101,32 @@ class ClassifyTask(TrainTask):
         }
 
 
-def _read_best_metrics(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return dict(state.get("metrics") or {})
-
-
-def save_best(model: nn.Module, meta: dict[str, Any], metrics: dict[str, Any], path: Path) -> None:
-    """Write ``{"model", "meta", "metrics"}`` atomically (``metrics`` without the matrix)."""
-    brief = {k: v for k, v in metrics.items() if k in ("top1", "top5", "loss", "epoch")}
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"model": state, "meta": meta, "metrics": brief}, tmp)
-
-
 def checkpoint_meta(model: nn.Module, cfg: ClassifyConfig, class_names: list[str]) -> dict:
     """The ``meta`` block export and serving read (see :mod:`simmim_deploy.models.factory`)."""
     from timm.data import resolve_data_config
 
+    from simmim_deploy.core.checkpoint_meta import CheckpointMeta
     from simmim_deploy.models.classifier import classifier_meta_kwargs
 
     data_config = resolve_data_config({}, model=model)
-    img = int(cfg.img_size or data_config["input_size"][-1])
-    return {
-        "task": "classification",
-        "model_name": cfg.model,
-        "img_size": img,
-        "num_classes": len(class_names),
-        "class_names": list(class_names),
-        "mean": [float(v) for v in data_config["mean"]],
-        "std": [float(v) for v in data_config["std"]],
-        "interpolation": str(data_config.get("interpolation", "bicubic")),
-        "crop_pct": float(data_config.get("crop_pct", 0.875)),
-        "model_kwargs": classifier_meta_kwargs(model, dict(cfg.model_kwargs)),
-        "head": {
+    return CheckpointMeta(
+        task="classification",
+        model_name=cfg.model,
+        img_size=int(cfg.img_size or data_config["input_size"][-1]),
+        class_names=tuple(str(c) for c in class_names),
+        mean=tuple(float(v) for v in data_config["mean"]),
+        std=tuple(float(v) for v in data_config["std"]),
+        interpolation=str(data_config.get("interpolation", "bicubic")),
+        crop_pct=float(data_config.get("crop_pct", 0.875)),
+        model_kwargs=classifier_meta_kwargs(model, dict(cfg.model_kwargs)),
+        head={
             "type": "linear",
             "pool": getattr(model, "global_pool", "avg"),
             "norm": "batchnorm" if cfg.head_norm else None,
         },
-        "pruned_arch": None,
-        "pretrained": cfg.pretrained,
-        "train_config": config_to_dict(cfg),
-    }
+        pretrained=cfg.pretrained,
+        train_config=config_to_dict(cfg),
+    ).to_dict()
 
 
 def train_transform(cfg: ClassifyConfig, meta: dict[str, Any]):  # noqa: ANN201 - Compose
@@ -157,56 +141,6 @@ def train_transform(cfg: ClassifyConfig, meta: dict[str, Any]):  # noqa: ANN201 
         cfg.hflip,
         cfg.crop_scale_min,
     )
-
-
-def _engine_config(cfg: ClassifyConfig) -> EngineConfig:
-    return EngineConfig(
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        accumulation=cfg.accumulation,
-        device=cfg.device,
-        precision=cfg.precision,
-        compile=cfg.compile,
-        clip_grad=cfg.clip_grad,
-        num_workers=cfg.workers,
-        seed=cfg.seed,
-        save_every_steps=cfg.save_every_steps,
-        resume=cfg.resume,
-        stop_at_step=cfg.stop_at_step,
-        progress=cfg.progress,
-    )
-
-
-def _optimizer_and_schedule(model: nn.Module, cfg: ClassifyConfig, steps: int) -> tuple:
-    from simmim_deploy.train.optim import build_optimizer, scale_lr
-    from simmim_deploy.train.schedule import build_scheduler
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    factor = scale_lr(1.0, cfg.batch_size, world, cfg.accumulation)
-    lr = cfg.absolute_lr if cfg.absolute_lr is not None else float(cfg.base_lr) * factor
-    opt = build_optimizer(
-        model,
-        lr,
-        float(cfg.weight_decay or 0.0),
-        (0.9, 0.999),
-        1e-8,
-        layer_decay=cfg.layer_decay if cfg.mode == "full" else None,
-    )
-    total = steps * cfg.epochs
-    warmup = min(int(round(steps * float(cfg.warmup_epochs or 0.0))), total - 1)
-    sched = build_scheduler(
-        opt, total, warmup, "cosine", warmup_lr=cfg.warmup_lr * factor, min_lr=cfg.min_lr * factor
-    )
-    return opt, sched, lr
-
-
-def _link_last(out: Path) -> None:
-    """``OUT/last.pt`` -> ``checkpoints/last.pt`` (relative, so the run folder can move)."""
-    from simmim_deploy.train.checkpointing import CHECKPOINT_DIR
-
-    link = out / LAST
-    if not link.is_symlink() and not link.exists():
-        link.symlink_to(Path(CHECKPOINT_DIR) / LAST)
 
 
 def _epoch_history(out: Path) -> list[dict[str, float]]:
@@ -237,14 +171,11 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
     from simmim_deploy.data.images import SkipLog
     from simmim_deploy.models.classifier import build_classifier, set_linear_probe
     from simmim_deploy.train import distributed as dist
-    from simmim_deploy.train.checkpointing import last_checkpoint_path
+    from simmim_deploy.train.optimization import build_optimization
 
     cfg = resolve_defaults(config)
     out = Path(cfg.out)
-    if last_checkpoint_path(out).is_file() and not cfg.resume:
-        raise UserError(
-            f"{out} already holds a run: pass --resume to continue it or choose another --out"
-        )
+    check_run_folder(out, cfg.resume)
     seed_everything(cfg.seed)
     splits = load_classification_splits(
         cfg.data,
@@ -272,9 +203,15 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
     train_set = ClassificationDataset(
         splits.train, train_transform(cfg, meta), skip_log, on_bad="substitute", seed=cfg.seed
     )
-    engine_cfg = _engine_config(cfg)
-    steps = engine_steps_per_epoch(len(train_set), engine_cfg)
-    optimizer, scheduler, lr = _optimizer_and_schedule(model, cfg, steps)
+    engine_cfg = EngineConfig.from_options(cfg)
+    opt = build_optimization(
+        model,
+        cfg,
+        engine_steps_per_epoch(len(train_set), engine_cfg),
+        warmup_epochs=WARMUP_EPOCHS if config.warmup_epochs is None else config.warmup_epochs,
+        weight_decay=float(cfg.weight_decay or 0.0),
+        layer_decay=cfg.layer_decay if cfg.mode == "full" else None,
+    )
     val_loader = make_eval_loader(
         splits.val, meta, cfg.eval_batch_size or 2 * cfg.batch_size, cfg.workers, skip_log
     )
@@ -282,33 +219,27 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
     if dist.is_main():
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-        _link_last(out)
-    log.info(
-        "%s: %d train / %d val images, lr %.3g",
-        splits.description,
-        len(splits.train),
-        len(splits.val),
-        lr,
-    )
+    data_note = f"{splits.description}: {len(splits.train)} train / {len(splits.val)} val images"
     result = fit(
         model,
         task,
         train_set,
         engine_cfg,
-        optimizer,
-        scheduler,
+        opt.optimizer,
+        opt.scheduler,
         out,
         meta=meta,
         description=f"classify {cfg.model}",
+        notes=(data_note, *opt.notes),
     )
     summary: dict[str, Any] = {}
     if result.dist.is_main:
-        summary = _finish(out, cfg, task, splits, skip_log, result, lr, describe_counts)
+        summary = _finish(out, cfg, task, splits, skip_log, result, opt, describe_counts)
     dist.teardown()
     return summary
 
 
-def _finish(out, cfg, task, splits, skip_log, result, lr, describe_counts) -> dict[str, Any]:  # noqa: ANN001
+def _finish(out, cfg, task, splits, skip_log, result, opt, describe_counts) -> dict[str, Any]:  # noqa: ANN001
     """Write metrics.json and the plots (rank 0)."""
     best = task.best or task.last
     # Top level: the best epoch's full scores (same keys as `simmim-deploy evaluate`).
@@ -318,7 +249,8 @@ def _finish(out, cfg, task, splits, skip_log, result, lr, describe_counts) -> di
         "last": {k: task.last.get(k) for k in ("top1", "top5", "loss", "epoch")},
         "completed": not result.stopped_early,
         "global_step": result.global_step,
-        "peak_lr": lr,
+        "peak_lr": opt.lr,
+        "lr_plan": opt.record(),
         "mode": cfg.mode,
         "model": cfg.model,
         "pretrained": cfg.pretrained,

@@ -1,6 +1,6 @@
 """The ``train classify`` config: one frozen dataclass, validated on construction.
 
-Defaults are the official SimMIM fine-tuning recipe (SPEC section 2). Options left at ``None``
+Defaults are the official SimMIM fine-tuning recipe. Options left at ``None``
 take the default of the chosen ``mode`` (and model family), listed in :data:`MODE_DEFAULTS` and
 resolved once by :func:`resolve_defaults`; the resolved config is what ``config.yaml`` records.
 An option given explicitly is never changed: conflicting options are refused instead.
@@ -11,7 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from simmim_deploy.core.config import option, redefault
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.core.families import model_family
+from simmim_deploy.train.lr_rule import cap_warmup
+from simmim_deploy.train.run_options import RunOptions
 
 Mode = Literal["full", "linear"]
 
@@ -22,7 +26,7 @@ OFFICIAL_RANDAUG = "rand-m9-mstd0.5-inc1"
 # BatchNorm before the head, since frozen features differ in scale per dimension).
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "full": dict(
-        base_lr=1.25e-3,
+        lr=1.25e-3,
         weight_decay=0.05,
         label_smoothing=0.1,
         mixup=0.8,
@@ -33,7 +37,7 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
         head_norm=False,
     ),
     "linear": dict(
-        base_lr=1e-2,
+        lr=1e-2,
         weight_decay=0.0,
         label_smoothing=0.0,
         mixup=0.0,
@@ -46,90 +50,62 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # Layer-wise LR decay of the official recipe: ViT-B 0.65, Swin-B (100 ep) 0.9.
 LAYER_DECAY = {"vit": 0.65, "swin": 0.9}
+WARMUP_EPOCHS = 20.0  # official
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifyConfig:
-    """Everything ``simmim-deploy train classify`` needs.
+class ClassifyConfig(RunOptions):
+    """Everything ``simmim-deploy train classify`` needs (help text in each field's metadata).
 
-    Attributes:
-        data: ``builtin:mnist|digits``, an ImageFolder tree, or a tree with train/ and val/.
-        out: run folder (best.pt, last.pt, metrics.json, config.yaml, plots, tensorboard/).
-        model: timm model name of the encoder.
-        pretrained: ``encoder.safetensors``, an official SimMIM ``.pth``, a timm state dict,
-            or ``none`` (random initialisation, the from-scratch baseline).
-        val_data: separate validation data; val_split: carve a stratified fraction of ``data``.
-        split_seed: seed of ``val_split`` (apart from ``seed``, so seeds share one val set).
-        img_size: input side (None: the model's default).
-        model_kwargs: extra ``timm.create_model`` kwargs (e.g. ``{window_size: 7}``).
-        mode: ``full`` fine-tune (layer-wise LR decay) or ``linear`` probe (frozen encoder).
-        epochs, batch_size (per process), accumulation: the budget.
-        base_lr: peak LR per 512 images (scaled by batch x processes x accumulation / 512).
-        absolute_lr: peak LR as is, instead of ``base_lr`` scaling (give one of them).
-        warmup_epochs: None: 20 as official, at most 20% of the run.
-        warmup_lr, min_lr: per 512 images (official 2.5e-7).
-        layer_decay: None: 0.65 ViT, 0.9 Swin (full mode only).
-        weight_decay, drop_path, label_smoothing, mixup, cutmix, randaug (``none`` disables),
-        reprob: regularisation; None takes the mode's default (:data:`MODE_DEFAULTS`).
-        head_norm: BatchNorm1d without affine parameters before the linear head (MAE's linear
-            probe); None: on for ``linear``, off for ``full``.
-        mixup_prob, mixup_switch_prob: how often mixup/cutmix apply and switch.
-        hflip: horizontal flip probability (0 for data where mirroring changes the class).
-        crop_scale_min: lower area bound of the RandomResizedCrop (upper bound 1).
-        clip_grad: max grad norm (official 5.0), None for none.
-        labels_per_class / label_fraction: low-label study (stratified, seeded by ``seed``).
-        eval_every: validate every N epochs (and after the last one).
-        device, precision, seed, workers, compile, resume, save_every_steps, stop_at_step,
-        progress: how to run (see the engine).
+    Options left at ``None`` take the default of ``mode`` (:data:`MODE_DEFAULTS`) or of the
+    model family, filled once by :func:`resolve_defaults`.
     """
 
-    data: str
-    out: str
-    model: str = "vit_micro_patch8_64"
-    pretrained: str = "none"
-    val_data: str | None = None
-    val_split: float | None = None
-    split_seed: int = 0
-    img_size: int | None = None
-    model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    mode: Mode = "full"
-    epochs: int = 100
-    batch_size: int = 64
-    accumulation: int = 1
-    base_lr: float | None = None
-    absolute_lr: float | None = None
-    warmup_epochs: float | None = None
-    warmup_lr: float = 2.5e-7
-    min_lr: float = 2.5e-7
-    layer_decay: float | None = None
-    weight_decay: float | None = None
-    drop_path: float | None = None
-    label_smoothing: float | None = None
-    mixup: float | None = None
-    cutmix: float | None = None
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    randaug: str | None = None
-    reprob: float | None = None
-    head_norm: bool | None = None
-    hflip: float = 0.5
-    crop_scale_min: float = 0.08
-    clip_grad: float | None = 5.0
-    labels_per_class: int | None = None
-    label_fraction: float | None = None
-    eval_every: int = 1
-    eval_batch_size: int | None = None
-    device: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    seed: int = 0
-    workers: int = 2
-    compile: bool = False
-    resume: bool = False
-    save_every_steps: int = 0
-    stop_at_step: int | None = None
-    progress: bool = True
+    data: str = option(help="builtin:mnist|digits, ROOT/<class>/*, or ROOT/{train,val}/<class>/*.")
+    out: str = option(help="Run folder (best.pt, last.pt, metrics.json, config.yaml, plots).")
+    model: str = option("vit_micro_patch8_64", "timm model name of the encoder.")
+    pretrained: str = option(
+        "none", "encoder.safetensors, official SimMIM .pth, timm state dict, or none (scratch)."
+    )
+    val_data: str | None = option(None, "Separate validation data.")
+    val_split: float | None = option(
+        None, "Hold out this stratified fraction of --data for validation."
+    )
+    split_seed: int = option(0, "Seed of --val-split (apart from --seed: seeds share a val set).")
+    img_size: int | None = option(None, "Input side in pixels (default: the model's).")
+    model_kwargs: dict[str, Any] = option(
+        help="Extra timm.create_model kwargs, e.g. {window_size: 7}.",
+        cli=False,
+        default_factory=dict,
+    )
+    mode: Mode = option("full", "full fine-tune (layer-wise LR decay) or linear probe.")
+    epochs: int = redefault(RunOptions, "epochs", 100)
+    warmup_lr: float = redefault(RunOptions, "warmup_lr", 2.5e-7)
+    min_lr: float = redefault(RunOptions, "min_lr", 2.5e-7)
+    layer_decay: float | None = option(
+        None, "Layer-wise LR decay (default 0.65 ViT, 0.9 Swin; full mode only)."
+    )
+    weight_decay: float | None = option(None, "AdamW weight decay (default: the mode's).")
+    drop_path: float | None = option(None, "Stochastic depth (default: the mode's).")
+    label_smoothing: float | None = option(None, "Label smoothing (official 0.1).")
+    mixup: float | None = option(None, "Mixup alpha (official 0.8; 0 switches it off).")
+    cutmix: float | None = option(None, "CutMix alpha (official 1.0; 0 switches it off).")
+    mixup_prob: float = option(1.0, "Probability that mixup/cutmix applies to a batch.")
+    mixup_switch_prob: float = option(0.5, "Probability of cutmix instead of mixup.")
+    randaug: str | None = option(None, "timm RandAugment string, or none.")
+    reprob: float | None = option(None, "Random erasing probability (official 0.25).")
+    head_norm: bool | None = option(
+        None, "BatchNorm (no affine) before the head, as MAE's linear probe (default: linear)."
+    )
+    hflip: float = option(0.5, "Horizontal flip probability (0 where mirroring changes the class).")
+    crop_scale_min: float = option(0.08, "Lower area bound of the RandomResizedCrop.")
+    labels_per_class: int | None = option(None, "Keep K labelled training images per class.")
+    label_fraction: float | None = option(None, "Keep this fraction of each class for training.")
+    eval_every: int = option(1, "Validate every N epochs (and after the last).")
+    eval_batch_size: int | None = option(None, "Validation batch (default: 2 x --batch-size).")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.mode not in MODE_DEFAULTS:
             raise UserError(f"mode must be 'full' or 'linear', got {self.mode!r}")
         if self.labels_per_class is not None and self.label_fraction is not None:
@@ -140,19 +116,12 @@ class ClassifyConfig:
             raise UserError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
         if self.val_data is not None and self.val_split is not None:
             raise UserError("give either --val-data or --val-split, not both")
-        if self.base_lr is not None and self.absolute_lr is not None:
-            raise UserError("give either base_lr (per 512 images) or absolute_lr, not both")
         if self.mode == "linear" and self.layer_decay is not None:
             raise UserError("--layer-decay applies to --mode full only (linear: frozen encoder)")
         if self.mode == "linear" and self.drop_path:
             raise UserError("--drop-path does nothing to a frozen encoder (--mode linear)")
-        for name in ("epochs", "batch_size", "accumulation", "eval_every"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.warmup_epochs is not None and not 0 <= self.warmup_epochs < self.epochs:
-            raise UserError(
-                f"warmup_epochs ({self.warmup_epochs}) must be in [0, epochs={self.epochs})"
-            )
+        if self.eval_every < 1:
+            raise UserError(f"eval_every must be at least 1, got {self.eval_every}")
         for name in ("mixup", "cutmix", "reprob", "label_smoothing", "drop_path", "weight_decay"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -171,21 +140,14 @@ class ClassifyConfig:
         return (mixup > 0 or cutmix > 0) and self.mixup_prob > 0
 
 
-def model_family(model_name: str) -> str:
-    """``swin`` or ``vit`` (ViT-style: vit, deit, beit, eva), for family defaults."""
-    return "swin" if model_name.startswith("swin") else "vit"
-
-
 def resolve_defaults(config: ClassifyConfig) -> ClassifyConfig:
     """Fill every ``None`` option with its mode/family default; explicit values stay."""
     values: dict[str, Any] = {}
     for key, default in MODE_DEFAULTS[config.mode].items():
-        if getattr(config, key) is None and not (
-            key == "base_lr" and config.absolute_lr is not None
-        ):
+        if getattr(config, key) is None:
             values[key] = default
     if config.mode == "full" and config.layer_decay is None:
         values["layer_decay"] = LAYER_DECAY[model_family(config.model)]
-    if config.warmup_epochs is None:
-        values["warmup_epochs"] = float(min(20.0, 0.2 * config.epochs))
+    if config.warmup_epochs is None:  # the official 20, capped to a fifth of the run
+        values["warmup_epochs"] = cap_warmup(WARMUP_EPOCHS, config.epochs)[0]
     return dataclasses.replace(config, **values)

@@ -13,21 +13,19 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from simmim_deploy.core.atomic import atomic_path, atomic_write_text
+from simmim_deploy.core.atomic import atomic_write_text
 from simmim_deploy.core.config import config_to_dict, save_config
-from simmim_deploy.core.errors import UserError
 from simmim_deploy.data.coco_eval import coco_ground_truth, coco_map, coco_results
 from simmim_deploy.models.det_loss import assign_targets, fcos_loss
 from simmim_deploy.models.detector import Detector
-from simmim_deploy.train.detect_config import DetectConfig, resolve_defaults
+from simmim_deploy.train.checkpointing import BestCheckpoint, check_run_folder
+from simmim_deploy.train.detect_config import WARMUP_EPOCHS, DetectConfig, resolve_defaults
 from simmim_deploy.train.detect_eval import make_loader, predict, write_visualisations
 from simmim_deploy.train.engine import (
     EngineConfig,
@@ -39,9 +37,7 @@ from simmim_deploy.train.engine import (
 
 __all__ = ["DetectConfig", "DetectTask", "run_detect"]
 
-log = logging.getLogger(__name__)
-
-BEST, LAST = "best.pt", "last.pt"
+BEST = "best.pt"
 
 
 class DetectTask(TrainTask):
@@ -58,8 +54,14 @@ class DetectTask(TrainTask):
         self.det, self.cfg, self.val_data, self.meta, self.out = (
             detector, config, val_data, meta, out)  # fmt: skip
         self.val_loader = make_loader(val_data, meta, config.eval_batch_size or config.batch_size)
-        self.best: dict[str, Any] = _read_best_metrics(out / BEST) if config.resume else {}
+        # ties win: while mAP is still 0, the latest (most trained) model is kept
+        self.keeper = BestCheckpoint(out / BEST, "mAP", config.resume, ties_win=True)
         self.last: dict[str, Any] = {}
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """Scores of the best epoch so far."""
+        return self.keeper.best
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         det = self.det
@@ -89,26 +91,11 @@ class DetectTask(TrainTask):
         )
         metrics["epoch"] = done
         self.last = metrics
-        if not self.best or metrics["mAP"] >= self.best["mAP"]:
-            self.best = metrics
-            save_best(model, self.meta, metrics, self.out / BEST)
+        if self.keeper.update(model, self.meta, metrics):
             write_visualisations(
                 self.val_data, predictions, self.meta["class_names"], self.out / "vis"
             )
         return {"val_mAP": metrics["mAP"], "val_mAP50": metrics["mAP50"]}
-
-
-def _read_best_metrics(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    return dict(torch.load(path, map_location="cpu", weights_only=True).get("metrics") or {})
-
-
-def save_best(model: nn.Module, meta: dict[str, Any], metrics: dict[str, Any], path: Path) -> None:
-    """Write ``{"model", "meta", "metrics"}`` atomically."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"model": state, "meta": meta, "metrics": dict(metrics)}, tmp)
 
 
 def build_run_detector(cfg: DetectConfig, num_classes: int) -> Detector:
@@ -130,39 +117,6 @@ def build_run_detector(cfg: DetectConfig, num_classes: int) -> Detector:
     )
 
 
-def _engine_config(cfg: DetectConfig) -> EngineConfig:
-    return EngineConfig(
-        epochs=cfg.epochs, batch_size=cfg.batch_size, accumulation=cfg.accumulation,
-        device=cfg.device, precision=cfg.precision, compile=cfg.compile, clip_grad=cfg.clip_grad,
-        num_workers=cfg.workers, seed=cfg.seed, save_every_steps=cfg.save_every_steps,
-        resume=cfg.resume, stop_at_step=cfg.stop_at_step, progress=cfg.progress,
-    )  # fmt: skip
-
-
-def _optimizer_and_schedule(model: nn.Module, cfg: DetectConfig, steps: int) -> tuple:
-    from simmim_deploy.train.optim import build_optimizer, scale_lr
-    from simmim_deploy.train.schedule import build_scheduler
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    factor = scale_lr(1.0, cfg.batch_size, world, cfg.accumulation)
-    lr = cfg.lr if cfg.lr is not None else float(cfg.base_lr or 0.0) * factor
-    decay = cfg.layer_decay if cfg.layer_decay not in (None, 1.0) else None
-    opt = build_optimizer(model, lr, cfg.weight_decay, (0.9, 0.999), 1e-8, layer_decay=decay)
-    total = steps * cfg.epochs
-    warmup = min(int(round(steps * float(cfg.warmup_epochs or 0.0))), total - 1)
-    sched = build_scheduler(opt, total, warmup, "cosine", warmup_lr=lr * 1e-3, min_lr=cfg.min_lr)
-    return opt, sched, lr
-
-
-def _link_last(out: Path) -> None:
-    """``OUT/last.pt`` -> ``checkpoints/last.pt`` (relative, so the run folder can move)."""
-    from simmim_deploy.train.checkpointing import CHECKPOINT_DIR
-
-    link = out / LAST
-    if not link.is_symlink() and not link.exists():
-        link.symlink_to(Path(CHECKPOINT_DIR) / LAST)
-
-
 def run_detect(config: DetectConfig) -> dict[str, Any]:
     """Fine-tune a detector as ``config`` says; returns the summary written to metrics.json.
 
@@ -175,12 +129,11 @@ def run_detect(config: DetectConfig) -> dict[str, Any]:
     from simmim_deploy.data.images import SkipLog
     from simmim_deploy.models.detector import detector_meta
     from simmim_deploy.train import distributed as dist
-    from simmim_deploy.train.checkpointing import last_checkpoint_path
+    from simmim_deploy.train.optimization import build_optimization
 
     cfg = resolve_defaults(config)
     out = Path(cfg.out)
-    if last_checkpoint_path(out).is_file() and not cfg.resume:
-        raise UserError(f"{out} already holds a run: pass --resume or choose another --out")
+    check_run_folder(out, cfg.resume)
     seed_everything(cfg.seed)
     splits = load_detection_splits(cfg.data, cfg.val_data, out, cfg.val_split or 0.1, cfg.seed)
     model = build_run_detector(cfg, len(splits.class_names))
@@ -191,19 +144,23 @@ def run_detect(config: DetectConfig) -> dict[str, Any]:
         splits.train, cfg.img_size or 0, meta["mean"], meta["std"], train=True,
         skip_log=skip_log, jitter=cfg.jitter, seed=cfg.seed, hflip=cfg.hflip,
     )  # fmt: skip
-    engine_cfg = _engine_config(cfg)
-    optimizer, scheduler, lr = _optimizer_and_schedule(
-        model, cfg, steps_per_epoch(len(train_set), engine_cfg)
+    engine_cfg = EngineConfig.from_options(cfg)
+    opt = build_optimization(
+        model,
+        cfg,
+        steps_per_epoch(len(train_set), engine_cfg),
+        warmup_epochs=WARMUP_EPOCHS if config.warmup_epochs is None else config.warmup_epochs,
+        weight_decay=cfg.weight_decay,
+        layer_decay=cfg.layer_decay,
     )
     task = DetectTask(model, cfg, splits.val, meta, out)
     if dist.is_main():
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-        _link_last(out)
-    log.info("%s, peak lr %.3g", splits.description, lr)
     result = fit(
-        model, task, train_set, engine_cfg, optimizer, scheduler, out, meta=meta,
+        model, task, train_set, engine_cfg, opt.optimizer, opt.scheduler, out, meta=meta,
         collate_fn=collate_detection, description=f"detect {cfg.model}",
+        notes=(splits.description, *opt.notes),
     )  # fmt: skip
     summary: dict[str, Any] = {}
     if result.dist.is_main:
@@ -214,7 +171,8 @@ def run_detect(config: DetectConfig) -> dict[str, Any]:
             "last": dict(task.last),
             "completed": not result.stopped_early,
             "global_step": result.global_step,
-            "peak_lr": lr,
+            "peak_lr": opt.lr,
+            "lr_plan": opt.record(),
             "model": cfg.model,
             "pretrained": cfg.pretrained,
             "data": splits.description,

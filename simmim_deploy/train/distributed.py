@@ -17,6 +17,36 @@ from simmim_deploy.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
+class Launch:
+    """What the launcher says about this process (``torchrun`` sets these; plain python none).
+
+    Attributes:
+        rank: global rank (0 in a single process).
+        local_rank: rank on this node (selects the GPU).
+        world_size: number of processes.
+    """
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that logs and saves."""
+        return self.rank == 0
+
+
+def launch() -> Launch:
+    """Rank, local rank and world size from the launcher's environment: the one place read."""
+    env = os.environ
+    return Launch(
+        rank=int(env.get("RANK", "0")),
+        local_rank=int(env.get("LOCAL_RANK", "0")),
+        world_size=int(env.get("WORLD_SIZE", "1")),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class DistInfo:
     """Where this process runs.
 
@@ -54,19 +84,13 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def launched_distributed() -> bool:
-    """True when started by ``torchrun`` (or another launcher) with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group when launched by ``torchrun``; otherwise describe the one process.
 
     Idempotent: calling it again returns the same description.
     """
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    where = launch()
+    rank, local_rank, world = where.rank, where.local_rank, where.world_size
     dev = resolve_device(device, local_rank)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
@@ -92,27 +116,15 @@ def get_rank() -> int:
     return dist.get_rank() if is_initialized() else 0
 
 
-def get_world_size() -> int:
-    """Number of processes (1 in a single process)."""
-    return dist.get_world_size() if is_initialized() else 1
-
-
 def is_main() -> bool:
-    """True on rank 0."""
-    return get_rank() == 0
+    """True on rank 0 (before the process group starts too: then the launcher's rank)."""
+    return get_rank() == 0 if is_initialized() else launch().is_main
 
 
 def barrier() -> None:
     """Wait for every process (no-op in a single process)."""
     if is_initialized():
         dist.barrier()
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over processes, in place; returns it."""
-    if is_initialized():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
@@ -130,12 +142,3 @@ def all_gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Send ``obj`` from rank ``src`` to every process; returns the received object."""
-    if not is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]

@@ -33,7 +33,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from simmim_deploy.core.errors import UserError
 from simmim_deploy.train import checkpointing as ckpt
 from simmim_deploy.train import distributed as dist
 from simmim_deploy.train.checkpointing import state_digest
@@ -75,6 +74,7 @@ def fit(
     meta: dict[str, Any] | None = None,
     collate_fn: Any | None = None,
     description: str = "train",
+    notes: tuple[str, ...] | list[str] = (),
 ) -> FitResult:
     """Train ``model`` on ``train_dataset`` with ``task``'s loss; resumable and distributed.
 
@@ -89,6 +89,7 @@ def fit(
         meta: plain values stored in the checkpoint (model name, resolved config, ...).
         collate_fn: DataLoader collate function (default: torch's).
         description: label of the progress bar.
+        notes: lines printed (rank 0) before the first step, e.g. how the LR was derived.
 
     Returns:
         A :class:`FitResult`. The process group (if any) is left open for the caller's final
@@ -101,8 +102,10 @@ def fit(
     """
     info = dist.init_distributed(config.device)
     out = Path(out_dir)
+    ckpt.check_run_folder(out, config.resume)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        ckpt.link_last(out)
     model.to(info.device)
     scaler = torch.amp.GradScaler(info.device.type, enabled=config.precision == "fp16")
     progress = _start_or_resume(out, config, info, model, optimizer, scheduler, scaler)
@@ -127,6 +130,8 @@ def fit(
         collate_fn,
         progress,
     )
+    for note in notes:
+        logger.print(note)
     try:
         return loop.run(description)
     finally:
@@ -151,11 +156,6 @@ def _start_or_resume(
         "epoch_loss_sum": 0.0,
         "world_size": info.world_size,
     }
-    if path.is_file() and not config.resume:
-        raise UserError(
-            f"{out} already holds a run ({path.relative_to(out)}): pass --resume to continue "
-            "it or choose another --out"
-        )
     if not (config.resume and path.is_file()):
         seed_everything(config.seed + info.rank)  # dropout / drop-path differ across ranks
         return fresh
@@ -209,7 +209,7 @@ class _Loop:
             batch_size=config.batch_size,
             sampler=self.sampler,
             drop_last=True,
-            num_workers=config.num_workers,
+            num_workers=config.workers,
             collate_fn=collate_fn,
             generator=self.generator,
             pin_memory=info.device.type == "cuda",

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from simmim_deploy.core.errors import UserError
-from simmim_deploy.train.distributed import DistInfo
+from simmim_deploy.train.distributed import DistInfo, launch
+from simmim_deploy.train.run_options import Precision, RunOptions
 
-Precision = Literal["fp32", "bf16", "fp16"]
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -72,7 +71,7 @@ class EngineConfig:
         precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + grad scaler).
         compile: wrap the model in ``torch.compile``.
         clip_grad: max grad norm, or None / 0 for no clipping (norm still logged).
-        num_workers: DataLoader worker processes.
+        workers: DataLoader worker processes.
         seed: base seed of data order, augmentations and model randomness.
         save_every_steps: also save ``last.pt`` every N optimizer steps (0: epoch ends only).
         log_every_steps: write a metrics row every N optimizer steps (and at each epoch end).
@@ -91,7 +90,7 @@ class EngineConfig:
     precision: Precision = "fp32"
     compile: bool = False
     clip_grad: float | None = 5.0
-    num_workers: int = 0
+    workers: int = 0
     seed: int = 0
     save_every_steps: int = 0
     log_every_steps: int = 10
@@ -104,7 +103,7 @@ class EngineConfig:
         for name in ("epochs", "batch_size", "accumulation"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("num_workers", "save_every_steps", "log_every_steps"):
+        for name in ("workers", "save_every_steps", "log_every_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.precision not in AMP_DTYPES:
@@ -113,6 +112,13 @@ class EngineConfig:
             raise UserError(f"stop_at_step must be >= 1 or None, got {self.stop_at_step}")
         if self.clip_grad is not None and self.clip_grad < 0:
             raise UserError(f"clip_grad must be >= 0 or None, got {self.clip_grad}")
+
+    @classmethod
+    def from_options(cls, options: RunOptions, **overrides: Any) -> EngineConfig:
+        """The engine part of a train command's config (the one place that copies it)."""
+        names = [f.name for f in dataclasses.fields(cls) if hasattr(options, f.name)]
+        values = {name: getattr(options, name) for name in names}
+        return cls(**{**values, **overrides})
 
 
 @dataclasses.dataclass
@@ -154,7 +160,7 @@ def steps_per_epoch(num_samples: int, config: EngineConfig, world_size: int | No
     Raises:
         UserError: fewer samples than one optimizer step needs.
     """
-    world = world_size if world_size is not None else _env_world_size()
+    world = world_size if world_size is not None else launch().world_size
     per_rank = -(-num_samples // world)
     steps = per_rank // config.batch_size // config.accumulation
     if steps < 1:
@@ -186,7 +192,3 @@ def move_to(batch: Any, device: torch.device) -> Any:
         moved = [move_to(v, device) for v in batch]
         return type(batch)(*moved) if hasattr(batch, "_fields") else tuple(moved)
     return batch
-
-
-def _env_world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))

@@ -32,13 +32,6 @@ NO_DECAY_KEYWORDS = (
 )
 
 
-def scale_lr(
-    base_lr_per_512: float, batch_size_per_process: int, world_size: int = 1, accumulation: int = 1
-) -> float:
-    """Linear LR scaling of the recipe: ``base * batch * world * accumulation / 512``."""
-    return base_lr_per_512 * batch_size_per_process * world_size * accumulation / 512.0
-
-
 def find_encoder(model: nn.Module) -> tuple[str, nn.Module]:
     """Return ``(prefix, encoder)``: the first supported timm encoder inside ``model``.
 
@@ -176,7 +169,7 @@ def build_optimizer(
 
     Args:
         model: Module to optimise.
-        lr: Peak learning rate (already scaled with :func:`scale_lr`).
+        lr: Peak learning rate of the run (see :mod:`simmim_deploy.train.lr_rule`).
         weight_decay: AdamW decoupled weight decay for the decayed groups.
         betas: Adam betas.
         eps: Adam epsilon.

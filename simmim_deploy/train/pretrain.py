@@ -8,8 +8,8 @@ Outputs in ``config.out``:
 - ``reconstructions/epoch_NNN.png``: original | masked | reconstruction, de-normalised.
 - ``skipped.txt``: unreadable files (only when some were skipped).
 
-Learning rates are per 512 images and scaled by ``batch_size * world_size * accumulation / 512``
-(base, warmup and minimum LR alike, as the official code).
+Learning rates are per 512 images, turned into the run's by ``lr_scaling`` (linear at an
+effective batch of 512 and more, as the official code; see :mod:`simmim_deploy.train.lr_rule`).
 """
 
 from __future__ import annotations
@@ -18,77 +18,61 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from simmim_deploy.core.config import config_to_dict, save_config
+from simmim_deploy.core.config import config_to_dict, option, redefault, save_config
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.train.lr_rule import cap_warmup
+from simmim_deploy.train.run_options import RunOptions
+
+WARMUP_EPOCHS = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
-class PretrainConfig:
-    """Everything ``simmim-deploy train pretrain`` needs (YAML recipe + CLI overrides).
+class PretrainConfig(RunOptions):
+    """Everything ``simmim-deploy train pretrain`` needs (help text in each field's metadata).
 
-    Learning rates (``base_lr``, ``warmup_lr``, ``min_lr``) are per 512 images. ``milestones``
-    (step schedule) are in epochs. ``img_size``/``drop_path``/``window_size`` None = the
-    model's (family's) default. ``batch_size`` is per process.
+    Learning rates (``lr``, ``warmup_lr``, ``min_lr``) are per 512 images; ``milestones`` (step
+    schedule) are in epochs; ``batch_size`` is per process.
     """
 
-    data: str = "builtin:mnist"
-    model: str = "vit_micro_patch8_64"
-    img_size: int | None = None
-    window_size: int | None = None
-    epochs: int = 10
-    batch_size: int = 64
-    accumulation: int = 1
-    base_lr: float = 2e-4
-    warmup_epochs: int = 1
-    warmup_lr: float = 5e-7
-    min_lr: float = 5e-6
-    schedule: Literal["cosine", "step"] = "cosine"
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    weight_decay: float = 0.05
-    betas: tuple[float, ...] = (0.9, 0.999)
-    eps: float = 1e-8
-    clip_grad: float | None = 5.0
-    mask_ratio: float = 0.6
-    mask_patch_size: int = 32
-    loss_type: Literal["l1", "l2"] = "l1"
-    norm_target: bool = False
-    drop_path: float | None = None
-    init_from: str | None = None
-    device: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    compile: bool = False
-    seed: int = 0
-    num_workers: int = 2
-    save_every_steps: int = 500
-    log_every_steps: int = 10
-    resume: bool = False
-    stop_at_step: int | None = None
-    out: str = "runs/pretrain"
+    data: str = option("builtin:mnist", "Image folder (recursive) or builtin:mnist|digits|photos.")
+    out: str = option("runs/pretrain", "Run folder (checkpoints/, encoder.safetensors, ...).")
+    model: str = option("vit_micro_patch8_64", "timm model name of the encoder.")
+    img_size: int | None = option(None, "Input side in pixels (default: the model's).")
+    window_size: int | None = option(None, "Swin window size (default: the model's).")
+    lr: float = redefault(RunOptions, "lr", 2e-4)
+    save_every_steps: int = redefault(RunOptions, "save_every_steps", 500)
+    schedule: Literal["cosine", "step"] = option("cosine", "LR schedule after the warmup.")
+    milestones: tuple[int, ...] = option(
+        (), "Epochs at which the step schedule multiplies the LR by --gamma (comma list)."
+    )
+    gamma: float = option(0.1, "Step-schedule factor.")
+    weight_decay: float = option(0.05, "AdamW weight decay.")
+    betas: tuple[float, ...] = option((0.9, 0.999), "AdamW betas (two numbers).", cli=False)
+    eps: float = option(1e-8, "AdamW epsilon.", cli=False)
+    mask_ratio: float = option(0.6, "Share of the mask cells masked.")
+    mask_patch_size: int = option(32, "Side of a masked cell in pixels.")
+    loss_type: Literal["l1", "l2"] = option("l1", "Reconstruction loss on masked pixels.")
+    norm_target: bool = option(False, "Per-patch normalised target instead of the input.")
+    drop_path: float | None = option(None, "Stochastic depth (default 0.1 ViT, 0.0 Swin).")
+    init_from: str | None = option(None, "Start from this SimMIM checkpoint (weights only).")
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "accumulation", "mask_patch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        super().__post_init__()
+        if self.mask_patch_size < 1:
+            raise UserError(f"mask_patch_size must be at least 1, got {self.mask_patch_size}")
         if self.img_size is not None and self.img_size < 1:
             raise UserError(f"img_size must be positive, got {self.img_size}")
-        if not 0 <= self.warmup_epochs <= self.epochs:
-            raise UserError(
-                f"warmup_epochs ({self.warmup_epochs}) must lie between 0 and epochs "
-                f"({self.epochs}): lower warmup_epochs"
-            )
         if not 0.0 < self.mask_ratio < 1.0:
             raise UserError(f"mask_ratio must be strictly between 0 and 1, got {self.mask_ratio}")
-        for name in ("base_lr", "warmup_lr", "min_lr", "weight_decay"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise UserError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if len(self.betas) != 2:
             raise UserError(f"betas must be two numbers, got {list(self.betas)}")
         if self.schedule == "step" and not self.milestones:
             raise UserError("schedule 'step' needs milestones (epochs), e.g. milestones: [700]")
         if self.schedule == "cosine" and self.milestones:
             raise UserError("milestones only apply to schedule 'step'; remove them or set it")
-        bad = [m for m in self.milestones if not self.warmup_epochs <= m < self.epochs]
+        bad = [m for m in self.milestones if not (self.warmup_epochs or 0) <= m < self.epochs]
         if bad:
             raise UserError(f"milestones {bad} must lie in [warmup_epochs, epochs)")
         if self.drop_path is not None and not 0.0 <= self.drop_path < 1.0:
@@ -113,23 +97,37 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
     # Cheap checks first (no torch import yet): a typo in --data or --out fails in a second.
     from simmim_deploy.data.builtin import resolve_data_arg
     from simmim_deploy.data.images import SkipLog
+    from simmim_deploy.train.checkpointing import check_run_folder
 
     out = Path(config.out)
-    if (out / "checkpoints" / "last.pt").is_file() and not config.resume:
-        raise UserError(
-            f"{out} already holds a run: pass --resume to continue it or choose another --out"
-        )
+    check_run_folder(out, config.resume)
     source = resolve_data_arg(config.data)
 
     from simmim_deploy.models.checkpoint import save_encoder
     from simmim_deploy.train import distributed as dist
-    from simmim_deploy.train.engine import fit, seed_everything
+    from simmim_deploy.train.engine import EngineConfig, fit, seed_everything, steps_per_epoch
+    from simmim_deploy.train.optimization import build_optimization
 
     seed_everything(config.seed)  # identical initial weights on every rank
     model, dataset, skip_log = _build(config, source, SkipLog(out))
-    resolved = dataclasses.replace(config, img_size=model.img_size)
-    engine_cfg, optimizer, scheduler = _optimisation(config, model, len(dataset))
-    if int(_env("RANK", "0")) == 0:  # the process group starts inside fit
+    warmup = WARMUP_EPOCHS if config.warmup_epochs is None else config.warmup_epochs
+    resolved = dataclasses.replace(
+        config, img_size=model.img_size, warmup_epochs=cap_warmup(warmup, config.epochs)[0]
+    )
+    engine_cfg = EngineConfig.from_options(resolved)
+    opt = build_optimization(
+        model,
+        resolved,
+        steps_per_epoch(len(dataset), engine_cfg),
+        warmup_epochs=warmup,
+        weight_decay=config.weight_decay,
+        betas=(float(config.betas[0]), float(config.betas[1])),
+        eps=config.eps,
+        kind=config.schedule,
+        milestones=config.milestones,
+        gamma=config.gamma,
+    )
+    if dist.is_main():  # the process group starts inside fit
         save_config(resolved, out / "config.yaml")
     task = _task(config, model, dataset)
     meta = {
@@ -143,11 +141,12 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
         task,
         dataset,
         engine_cfg,
-        optimizer,
-        scheduler,
+        opt.optimizer,
+        opt.scheduler,
         out,
         meta=meta,
         description="pretrain",
+        notes=opt.notes,
     )
     dist.barrier()  # every rank's skip records are on disk before rank 0 merges them
     summary: dict[str, Any] = {}
@@ -167,16 +166,11 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
             "encoder": str(encoder_path),
             "stopped_early": result.stopped_early,
             "rank_digests": result.rank_digests,
+            **opt.record(),
         }
     dist.barrier()
     dist.teardown()
     return summary
-
-
-def _env(name: str, default: str) -> str:
-    import os
-
-    return os.environ.get(name, default)
 
 
 def _build(config: PretrainConfig, source: Any, skip_log: Any) -> tuple[Any, Any, Any]:
@@ -198,49 +192,6 @@ def _build(config: PretrainConfig, source: Any, skip_log: Any) -> tuple[Any, Any
     transform = PretrainTransform(model.data_config, model.img_size)
     dataset = PretrainDataset(source, transform, masks, seed=config.seed, skip_log=skip_log)
     return model, dataset, skip_log
-
-
-def _optimisation(config: PretrainConfig, model: Any, num_samples: int) -> tuple[Any, Any, Any]:
-    from simmim_deploy.train.engine import EngineConfig, steps_per_epoch
-    from simmim_deploy.train.optim import build_optimizer, scale_lr
-    from simmim_deploy.train.schedule import build_scheduler
-
-    engine_cfg = EngineConfig(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        accumulation=config.accumulation,
-        device=config.device,
-        precision=config.precision,
-        compile=config.compile,
-        clip_grad=config.clip_grad,
-        num_workers=config.num_workers,
-        seed=config.seed,
-        save_every_steps=config.save_every_steps,
-        log_every_steps=config.log_every_steps,
-        resume=config.resume,
-        stop_at_step=config.stop_at_step,
-    )
-    world = int(_env("WORLD_SIZE", "1"))
-    steps = steps_per_epoch(num_samples, engine_cfg, world)
-
-    def scaled(lr: float) -> float:
-        return scale_lr(lr, config.batch_size, world, config.accumulation)
-
-    betas = (float(config.betas[0]), float(config.betas[1]))
-    optimizer = build_optimizer(
-        model, scaled(config.base_lr), config.weight_decay, betas, config.eps, None
-    )
-    scheduler = build_scheduler(
-        optimizer,
-        total_steps=steps * config.epochs,
-        warmup_steps=steps * config.warmup_epochs,
-        kind=config.schedule,
-        warmup_lr=scaled(config.warmup_lr),
-        min_lr=scaled(config.min_lr),
-        milestones=[m * steps for m in config.milestones],
-        gamma=config.gamma,
-    )
-    return engine_cfg, optimizer, scheduler
 
 
 def _task(config: PretrainConfig, model: Any, dataset: Any) -> Any:

@@ -43,8 +43,17 @@ def test_defaults_follow_mode_and_family_but_never_override() -> None:
         resolve_defaults(ClassifyConfig("d", "o", mode="linear", head_norm=False)).head_norm
         is False
     )
-    absolute = resolve_defaults(ClassifyConfig(data="d", out="o", absolute_lr=1e-3))
-    assert absolute.base_lr is None
+    assert full.lr == 1.25e-3 and linear.lr == 1e-2  # per 512 images, the mode's
+    assert resolve_defaults(ClassifyConfig(data="d", out="o", lr=3e-3)).lr == 3e-3
+
+
+def test_old_recipe_keys_name_the_new_one() -> None:
+    with pytest.raises(UserError, match="'base_lr' was renamed: use 'lr'"):
+        load_config(ClassifyConfig, None, {"data": "d", "out": "o", "base_lr": 1e-3})
+    with pytest.raises(UserError, match="'absolute_lr'.*lr_scaling: none"):
+        load_config(ClassifyConfig, None, {"data": "d", "out": "o", "absolute_lr": 1e-3})
+    with pytest.raises(UserError, match="^--data is required"):
+        load_config(ClassifyConfig, None, {"out": "o"})
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.name for r in RECIPES])

@@ -9,7 +9,8 @@ import timm
 from torch import nn
 
 from simmim_deploy import build_simmim
-from simmim_deploy.train.optim import build_optimizer, param_groups, scale_lr
+from simmim_deploy.train.lr_rule import cap_warmup, lr_scale
+from simmim_deploy.train.optim import build_optimizer, param_groups
 from simmim_deploy.train.schedule import build_scheduler, lr_at
 
 DECAY = 0.75
@@ -115,10 +116,46 @@ def test_no_decay_groups_vit_tokens_and_pos_embed():
     assert opt.defaults["betas"] == (0.9, 0.999) and opt.defaults["eps"] == 1e-8
 
 
-def test_scale_lr_per_512():
-    assert scale_lr(2e-4, 128, world_size=16, accumulation=1) == pytest.approx(8e-4)
-    assert scale_lr(1.25e-3, 32, world_size=2, accumulation=4) == pytest.approx(6.25e-4)
-    assert scale_lr(2e-4, 8) == pytest.approx(2e-4 * 8 / 512)
+def test_linear_rule_per_512_is_the_official_scaling():
+    assert lr_scale("linear", 128, world=16).factor * 2e-4 == pytest.approx(8e-4)
+    assert lr_scale("linear", 32, world=2, accumulation=4).factor * 1.25e-3 == pytest.approx(
+        6.25e-4
+    )
+    assert lr_scale("linear", 8).factor * 2e-4 == pytest.approx(2e-4 * 8 / 512)
+
+
+@pytest.mark.parametrize(
+    ("batch", "auto", "sqrt"),
+    [(1, 1.0, (1 / 512) ** 0.5), (8, 1.0, 0.125), (512, 1.0, 1.0), (4096, 8.0, 8**0.5)],
+)
+def test_lr_rule_from_batch_1_to_4096(batch: int, auto: float, sqrt: float):
+    # auto: exactly linear from 512 up (official recipes unchanged), the per-512 value as a
+    # floor below (batch 8: 1.25e-3, where linear gives 1.95e-5 and starves training)
+    rule = lr_scale("auto", batch)
+    assert rule.factor == pytest.approx(auto)
+    assert rule.rule == ("linear" if batch >= 512 else "floor")
+    assert lr_scale("linear", batch).factor == pytest.approx(batch / 512)
+    assert lr_scale("sqrt", batch).factor == pytest.approx(sqrt)
+    assert lr_scale("none", batch).factor == 1.0
+    # the effective batch counts processes and accumulation: 8 x 64 x 8 = 4096
+    assert lr_scale("auto", 8, world=64, accumulation=8).factor == pytest.approx(8.0)
+    assert "1.25e-03" in rule.explain(1.25e-3, batch, 1, 1) or "0.00125" in rule.explain(
+        1.25e-3, batch, 1, 1
+    )
+
+
+def test_lr_rule_explains_itself_and_refuses_unknown_rules():
+    line = lr_scale("auto", 32).explain(1.25e-3, 32, 1, 1)
+    assert line.startswith("lr 0.00125 = 0.00125 per 512 images") and "floor rule" in line
+    assert "effective batch 32 = 32 x 1 process(es) x 1 accumulation" in line
+    with pytest.raises(ValueError, match="lr_scaling"):
+        lr_scale("cubic", 32)
+
+
+def test_warmup_is_capped_to_a_fifth_of_the_run():
+    assert cap_warmup(20.0, 100) == (20.0, None)  # official recipe: untouched
+    used, note = cap_warmup(1.0, 1)  # a 1-epoch run trains for 80% of its steps
+    assert used == pytest.approx(0.2) and note is not None and "capped" in note
 
 
 def _ref_cosine(t, base, total, warm, wlr, mlr):

@@ -40,7 +40,7 @@ def test_recipe_builds(recipe):
 
 def test_official_values():
     swin = load_config(PretrainConfig, RECIPES[0].parent / "pretrain_swin_base_192_100ep.yaml")
-    assert (swin.img_size, swin.window_size, swin.epochs, swin.base_lr) == (192, 6, 100, 2e-4)
+    assert (swin.img_size, swin.window_size, swin.epochs, swin.lr) == (192, 6, 100, 2e-4)
     assert (swin.warmup_epochs, swin.warmup_lr, swin.min_lr, swin.drop_path) == (
         10,
         1e-6,
@@ -48,7 +48,7 @@ def test_official_values():
         0.0,
     )
     vit = load_config(PretrainConfig, RECIPES[0].parent / "pretrain_vit_base_800ep.yaml")
-    assert (vit.schedule, vit.milestones, vit.base_lr, vit.drop_path) == ("step", (700,), 1e-4, 0.1)
+    assert (vit.schedule, vit.milestones, vit.lr, vit.drop_path) == ("step", (700,), 1e-4, 0.1)
 
 
 def test_conflicting_options_are_refused():

@@ -1,0 +1,76 @@
+"""Options every ``train`` command shares, declared once: the budget, the LR schedule, how to run.
+
+``ClassifyConfig``, ``DetectConfig`` and ``PretrainConfig`` inherit :class:`RunOptions`; a
+command that needs another default redeclares the field with
+:func:`~simmim_deploy.core.config.redefault`, keeping its help text. The CLI options, recipe keys
+and ``--help`` defaults are generated from these fields (``simmim_deploy.cli.options``).
+
+Learning rates (``lr``, ``warmup_lr``, ``min_lr``) are per 512 images, as in the official SimMIM
+code; :func:`simmim_deploy.train.optim.effective_lr` turns them into the LR of the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from simmim_deploy.core.config import option
+from simmim_deploy.core.errors import UserError
+
+Precision = Literal["fp32", "bf16", "fp16"]
+LRScaling = Literal["auto", "linear", "sqrt", "none"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """The shared part of every train config (see the module docstring)."""
+
+    epochs: int = option(10, "Passes over the training data.")
+    batch_size: int = option(
+        64, "Images per step per process (effective batch = batch x processes x accumulation)."
+    )
+    accumulation: int = option(1, "Micro-batches per optimizer step.")
+    lr: float | None = option(
+        None, "Peak learning rate per 512 images, scaled to the effective batch by --lr-scaling."
+    )
+    lr_scaling: LRScaling = option(
+        "auto",
+        "How lr per 512 images becomes the run's LR: linear (x batch/512), sqrt, none (lr as "
+        "given), auto (linear at batch >= 512, the per-512 value as a floor below).",
+    )
+    warmup_epochs: float | None = option(
+        None, "Linear warmup from warmup-lr, in epochs; capped to a fifth of the run."
+    )
+    warmup_lr: float = option(5e-7, "LR at the start of the warmup, per 512 images.")
+    min_lr: float = option(5e-6, "LR at the end of the cosine schedule, per 512 images.")
+    clip_grad: float | None = option(5.0, "Max gradient norm (0: no clipping).")
+    device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when present).")
+    precision: Precision = option("fp32", "Autocast precision: fp32, bf16 or fp16 (grad scaler).")
+    seed: int = option(0, "Random seed of data order, augmentation and initialisation.")
+    workers: int = option(2, "DataLoader worker processes.")
+    compile: bool = option(False, "Wrap the model in torch.compile.")
+    resume: bool = option(False, "Continue the run in --out from its last.pt.")
+    save_every_steps: int = option(0, "Also save last.pt every N optimizer steps (0: epochs).")
+    log_every_steps: int = option(10, "Write a metrics.csv row every N optimizer steps.")
+    stop_at_step: int | None = option(
+        None, "End this session after global step N (the schedule still spans every epoch)."
+    )
+    progress: bool = option(True, "Show the progress bar.")
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "accumulation"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("workers", "save_every_steps", "log_every_steps"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "warmup_lr", "min_lr", "clip_grad"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise UserError(f"{name} must be >= 0, got {value}")
+        if self.warmup_epochs is not None and not 0 <= self.warmup_epochs < self.epochs:
+            raise UserError(
+                f"warmup_epochs ({self.warmup_epochs}) must lie in [0, epochs={self.epochs})"
+            )
+        if self.stop_at_step is not None and self.stop_at_step < 1:
+            raise UserError(f"stop_at_step must be >= 1, got {self.stop_at_step}")
