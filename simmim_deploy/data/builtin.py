@@ -6,6 +6,11 @@
 - ``digits``: scikit-learn's 1,797 handwritten digits (8x8, 10 classes).
 - ``photos``: the real photographs bundled with scikit-image (unlabelled, various sizes).
 
+A labelled set has a fixed held-out part (:func:`held_out_split`, 20 % of each class): the
+images ``evaluate --data builtin:NAME`` scores. ``train pretrain --data builtin:NAME`` reads only
+the training part (:func:`resolve_data_arg`), so pre-training never sees the digits that are
+later used to score the fine-tuned model.
+
 The packages come with the ``data`` extra: ``pip install 'simmim-deploy[data]'``.
 """
 
@@ -21,8 +26,10 @@ from PIL import Image
 
 from simmim_deploy.core.config import suggest
 from simmim_deploy.core.errors import UserError, require
+from simmim_deploy.data.splits import stratified_split
 
 BUILTIN_PREFIX = "builtin:"
+HELD_OUT_FRACTION = 0.2  # fixed, stratified held-out share of a labelled built-in set
 
 # scikit-image's bundled real photographs (files inside the wheel, no pooch download). Synthetic
 # images (phantom, checkerboard, logo, binary blobs) are left out: they are not photographs.
@@ -141,14 +148,36 @@ def load_builtin(name: str) -> BuiltinData:
     return _LOADERS[key]()
 
 
+def held_out_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(training indices, held-out indices)`` of a labelled built-in set.
+
+    Fixed (seed 0, never the run seed) and stratified, so every run is scored on the same images.
+    """
+    return stratified_split(np.asarray(labels), HELD_OUT_FRACTION, seed=0)
+
+
+def training_part(data: BuiltinData) -> BuiltinData:
+    """The images of ``data`` outside its held-out part (all of them when unlabelled)."""
+    if data.labels is None:
+        return data
+    train, held = held_out_split(data.labels)
+    return dataclasses.replace(
+        data,
+        images=[data.images[i] for i in train],
+        labels=data.labels[train],
+        description=f"{data.description}; training part ({len(held)} held-out images left out)",
+    )
+
+
 def resolve_data_arg(data: str | Path) -> BuiltinData | list[Path]:
-    """Turn a ``--data`` value into built-in data or the list of image files under a path.
+    """Turn a pre-training ``--data`` value into built-in images or the image files under a path.
 
     Args:
         data: ``"builtin:NAME"`` or a folder (searched recursively) or a single image file.
 
     Returns:
-        :class:`BuiltinData` for ``builtin:NAME``; otherwise the sorted image paths.
+        For ``builtin:NAME``, its :func:`training_part` (the held-out images that ``evaluate``
+        scores are left out); otherwise the sorted image paths.
 
     Raises:
         UserError: unknown built-in name, missing path, or a folder without images.
@@ -157,5 +186,5 @@ def resolve_data_arg(data: str | Path) -> BuiltinData | list[Path]:
 
     text = str(data)
     if text.startswith(BUILTIN_PREFIX):
-        return load_builtin(text[len(BUILTIN_PREFIX) :])
+        return training_part(load_builtin(text[len(BUILTIN_PREFIX) :]))
     return find_images(text)

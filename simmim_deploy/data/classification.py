@@ -27,12 +27,16 @@ import torch
 from PIL import Image
 
 from simmim_deploy.core.errors import UserError
-from simmim_deploy.data.builtin import BUILTIN_PREFIX, load_builtin
+from simmim_deploy.data.builtin import (
+    BUILTIN_PREFIX,
+    HELD_OUT_FRACTION,
+    held_out_split,
+    load_builtin,
+)
 from simmim_deploy.data.images import BadImageError, SkipLog, find_images, load_rgb
+from simmim_deploy.data.splits import stratified_split
 
 log = logging.getLogger(__name__)
-
-BUILTIN_VAL_FRACTION = 0.2  # held-out share of a labelled built-in set (fixed, stratified)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,29 +126,6 @@ def load_builtin_labelled(name: str) -> LabelledImages:
     return LabelledImages(list(data.images), np.asarray(data.labels, np.int64), data.class_names)
 
 
-def stratified_split(
-    labels: np.ndarray, val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices so each class keeps about ``val_fraction`` of its samples for validation.
-
-    Every class with at least two samples keeps at least one on each side.
-
-    Returns:
-        ``(train_indices, val_indices)``, each sorted.
-    """
-    if not 0.0 < val_fraction < 1.0:
-        raise UserError(f"val_split must be between 0 and 1 (exclusive), got {val_fraction}")
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for cls in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == cls))
-        n_val = int(round(val_fraction * len(idx)))
-        n_val = min(max(n_val, 1), len(idx) - 1) if len(idx) > 1 else 0
-        val.append(idx[:n_val])
-        train.append(idx[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-
-
 def sample_labels(
     labels: np.ndarray,
     seed: int,
@@ -186,8 +167,8 @@ def _load_source(data: str) -> tuple[LabelledImages, LabelledImages | None, str]
         name = data[len(BUILTIN_PREFIX) :]
         full = load_builtin_labelled(name)
         # The built-in held-out part never depends on the run seed: every run sees the same val.
-        tr, va = stratified_split(full.labels, BUILTIN_VAL_FRACTION, seed=0)
-        return full.subset(tr), full.subset(va), f"{data} (fixed {BUILTIN_VAL_FRACTION:.0%} val)"
+        tr, va = held_out_split(full.labels)
+        return full.subset(tr), full.subset(va), f"{data} (fixed {HELD_OUT_FRACTION:.0%} val)"
     root = Path(data).expanduser()
     layout = _split_folder_layout(root) if root.is_dir() else None
     if layout is not None:

@@ -44,6 +44,19 @@ def test_unknown_name_suggests_close_match():
 
 
 def test_resolve_data_arg(tmp_path):
-    assert len(resolve_data_arg("builtin:digits").images) == 1797
+    assert len(resolve_data_arg("builtin:photos").images) == len(load_builtin("photos").images)
     with pytest.raises(UserError, match="not found"):
         resolve_data_arg(tmp_path / "missing")
+
+
+def test_pretraining_never_sees_the_digits_evaluate_scores():
+    from simmim_deploy.data.classification import load_eval_images
+
+    pretrain = resolve_data_arg("builtin:mnist")  # what train pretrain --data builtin:mnist reads
+    scored = load_eval_images("builtin:mnist", [str(d) for d in range(10)])  # what evaluate reads
+    assert len(pretrain.images) == 4000 and len(scored) == 1000
+    seen = {im.tobytes() for im in pretrain.images}
+    assert not any(im.tobytes() in seen for im in scored.items)
+    everything = {im.tobytes() for im in load_builtin("mnist").images}
+    assert seen | {im.tobytes() for im in scored.items} == everything
+    assert np.bincount(pretrain.labels).tolist() == [400] * 10  # stratified: 20 % of each class
