@@ -24,6 +24,7 @@ from PIL import Image
 
 from simmim_deploy.core.boxes import letterbox_geometry, xywh_to_xyxy
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.data.aug_presets import apply_to_boxes, apply_to_pil, draw, get_preset
 from simmim_deploy.data.images import BadImageError, SkipLog, load_rgb
 
 log = logging.getLogger(__name__)
@@ -207,10 +208,13 @@ class DetectionDataset(torch.utils.data.Dataset):
         img_size: network input side.
         mean: normalisation mean (from the encoder's timm data config).
         std: normalisation std.
-        train: apply horizontal flip and scale jitter; substitute unreadable images.
+        train: apply the augmentation preset and scale jitter; substitute unreadable images.
         skip_log: where unreadable files are recorded.
         jitter: smallest share of ``img_size`` the longer side takes in training.
-        hflip: probability of a horizontal flip in training.
+        hflip: probability of a horizontal flip in training (None: the preset's).
+        aug: augmentation preset (:mod:`simmim_deploy.data.aug_presets`): ``natural``
+            (horizontal flip), ``orientation-free`` (+ vertical flip, 90-degree rotations;
+            boxes move with the pixels), ``none``.
         seed: augmentation seed; each sample draws from ``(seed, epoch, index)`` (the engine
             calls :meth:`set_epoch`), so a resumed run sees the same augmented images.
     """
@@ -225,12 +229,18 @@ class DetectionDataset(torch.utils.data.Dataset):
         skip_log: SkipLog | None = None,
         jitter: float = 0.75,
         seed: int = 0,
-        hflip: float = 0.5,
+        hflip: float | None = None,
+        aug: str = "natural",
     ) -> None:
         self.data, self.img_size, self.train = data, img_size, train
         self.mean, self.std = tuple(mean), tuple(std)
         self.skip_log, self.jitter = skip_log, jitter
-        self.seed, self.epoch, self.hflip = seed, 0, hflip
+        self.seed, self.epoch = seed, 0
+        try:
+            preset = get_preset(aug)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        self.preset = preset if hflip is None else dataclasses.replace(preset, hflip=hflip)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draw of ``epoch``."""
@@ -260,17 +270,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         boxes, labels = rec.boxes[keep], rec.labels[keep]
         fill = 1.0
         if self.train:
-            if rng.random() < self.hflip:
-                image = image.transpose(Image.FLIP_LEFT_RIGHT)
-                boxes = np.stack(
-                    [
-                        image.width - boxes[:, 2],
-                        boxes[:, 1],
-                        image.width - boxes[:, 0],
-                        boxes[:, 3],
-                    ],
-                    axis=1,
-                ).reshape(-1, 4)
+            t = draw(self.preset, rng)
+            boxes = apply_to_boxes(boxes, image.width, image.height, t)
+            image = apply_to_pil(image, t)
             fill = rng.uniform(self.jitter, 1.0)
         tensor, boxes, scale = letterbox(image, boxes, self.img_size, self.mean, self.std, fill)
         boxes = np.clip(boxes, 0, self.img_size)
