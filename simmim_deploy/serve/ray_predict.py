@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -69,10 +70,14 @@ def connect(address: str | None) -> tuple[Any, bool]:
         ``(ray, started)``; ``started`` is True when this call started Ray (then the caller
         shuts it down).
     """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address and "ray" not in sys.modules:
+        # A single-node Ray: every server then binds 127.0.0.1, not all interfaces (Ray reads
+        # this at import; without it ray.init turns 127.0.0.1 into the routable address).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = require("ray", "ray", "predict --engine ray")
     if ray.is_initialized():
         return ray, False
-    address = address or os.environ.get("RAY_ADDRESS") or None
     quiet = {"logging_level": "WARNING", "log_to_driver": True}
     if address:
         try:
@@ -85,7 +90,6 @@ def connect(address: str | None) -> tuple[Any, bool]:
         num_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         include_dashboard=False,
         object_store_memory=_object_store_bytes(),
-        _node_ip_address="127.0.0.1",
         **quiet,
     )
     return ray, True
@@ -299,6 +303,7 @@ def run_ray_predict(
                                 "nothing was written")  # fmt: skip
         seconds = time.perf_counter() - begin
         resources = ray.cluster_resources()
+        gcs = ray.get_runtime_context().gcs_address
     finally:
         if started:
             ray.shutdown()
@@ -315,7 +320,7 @@ def run_ray_predict(
         "actors": len(actors),
         "startup_s": round(startup, 3),
         "checked": {"inputs": len(paths), "records": len(paths), "repeats_dropped": seen[-1]},
-        "ray": {"started_here": started, "cpus": resources.get("CPU"),
+        "ray": {"started_here": started, "gcs_address": gcs, "cpus": resources.get("CPU"),
                 "gpus": resources.get("GPU", 0)},
     }  # fmt: skip
     if cfg.out_jsonl is None:

@@ -10,9 +10,10 @@ Ray decoding tasks, next to the decoder.
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from simmim_deploy.core.errors import UserError, require
 from simmim_deploy.serve.images import IMAGE_SUFFIXES, ImageError
@@ -34,9 +35,36 @@ def _filesystem(uri: str) -> tuple[Any, str]:
 
 
 def _prefix(uri: str, root: str) -> str:
-    """What precedes the filesystem path in ``uri``: ``s3://``, ``file://``, ``hdfs://host:1``."""
-    at = uri.rfind(root)
-    return uri[:at] if at > 0 else uri.split("://", 1)[0] + "://"
+    """What goes before a listed filesystem path to make its URI.
+
+    pyarrow returns ``bucket/key`` for object stores (``s3://`` + path) and ``/dir/file`` for
+    filesystems with a host (``hdfs://host:8020`` + path, ``file://`` + path).
+    """
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://" + (parts.netloc if root.startswith("/") else "")
+
+
+def _uri(prefix: str, path: str) -> str:
+    return prefix + quote(path)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob read as ``glob.glob(recursive=True)``: ``*`` stays in a folder, ``**/`` spans."""
+    out = []
+    for part in re.split(r"(\*\*/|\*\*|\*|\?|\[[^\]]+\])", pattern):
+        if part == "**/":
+            out.append("(?:.*/)?")
+        elif part == "**":
+            out.append(".*")
+        elif part == "*":
+            out.append("[^/]*")
+        elif part == "?":
+            out.append("[^/]")
+        elif part.startswith("[") and part.endswith("]") and len(part) > 2:
+            out.append("[^" + part[2:] if part[1] == "!" else part)
+        else:
+            out.append(re.escape(part))
+    return re.compile("".join(out) + r"\Z")
 
 
 def _is_image(path: str) -> bool:
@@ -51,14 +79,15 @@ def expand_uri(uri: str) -> list[str]:
     if any(ch in root for ch in "*?["):
         base = root[: min(root.find(ch) for ch in "*?[" if ch in root)].rsplit("/", 1)[0]
         infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-        found = [i.path for i in infos if i.is_file and fnmatch.fnmatchcase(i.path, root)]
+        pattern = _glob_regex(root)
+        found = [i.path for i in infos if i.is_file and pattern.match(i.path)]
         if not found:
             raise UserError(f"the glob {uri!r} matches no file")
-        return [prefix + p for p in sorted(found)]
+        return [_uri(prefix, p) for p in sorted(found)]
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.Directory:
         infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-        return [prefix + i.path for i in sorted(infos, key=lambda i: i.path)
+        return [_uri(prefix, i.path) for i in sorted(infos, key=lambda i: i.path)
                 if i.is_file and _is_image(i.path)]  # fmt: skip
     if info.type == pafs.FileType.File:
         if not root.lower().endswith(LIST_SUFFIXES):
@@ -100,18 +129,20 @@ class Reader:
     """
 
     def __init__(self) -> None:
-        self._filesystems: dict[str, tuple[Any, int]] = {}
+        self._filesystems: dict[str, tuple[Any, bool]] = {}
 
     def __call__(self, path: str) -> str | bytes:
         if not is_uri(path):
             return path
-        host = "/".join(path.split("/", 3)[:3])  # scheme://host
+        parts = urlsplit(path)
+        host = f"{parts.scheme}://{parts.netloc}"
         if host not in self._filesystems:
             fs, root = _filesystem(path)
-            self._filesystems[host] = (fs, len(_prefix(path, root)))
-        fs, skip = self._filesystems[host]
+            self._filesystems[host] = (fs, root.startswith("/"))
+        fs, rooted = self._filesystems[host]
+        where = unquote(parts.path) if rooted else parts.netloc + unquote(parts.path)
         try:
-            with fs.open_input_stream(path[skip:]) as fh:
+            with fs.open_input_stream(where) as fh:
                 return fh.read()
         except FileNotFoundError:
             raise ImageError(f"no such file: {path}") from None

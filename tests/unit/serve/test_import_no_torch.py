@@ -13,7 +13,7 @@ BLOCKER = textwrap.dedent(
     """
     import importlib.abc, sys
 
-    BLOCKED = ("torch", "torchvision", "timm", "typer", "simmim_deploy.train",
+    BLOCKED = ("torch", "torchvision", "timm", "typer", "ray", "pyarrow", "simmim_deploy.train",
                "simmim_deploy.models", "simmim_deploy.export", "simmim_deploy.cli")
 
     class Block(importlib.abc.MetaPathFinder):
