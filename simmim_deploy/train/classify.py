@@ -251,6 +251,7 @@ def _finish(out, cfg, task, splits, skip_log, result, opt, describe_counts) -> d
         "global_step": result.global_step,
         "peak_lr": opt.lr,
         "lr_plan": opt.record(),
+        "precision": result.precision,
         "mode": cfg.mode,
         "model": cfg.model,
         "pretrained": cfg.pretrained,

@@ -173,6 +173,7 @@ def run_detect(config: DetectConfig) -> dict[str, Any]:
             "global_step": result.global_step,
             "peak_lr": opt.lr,
             "lr_plan": opt.record(),
+            "precision": result.precision,
             "model": cfg.model,
             "pretrained": cfg.pretrained,
             "data": splits.description,

@@ -25,6 +25,7 @@ finishes bitwise equal to an uninterrupted one (CPU, same world size).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from simmim_deploy.train.engine_config import (
     seed_everything,
     steps_per_epoch,
 )
+from simmim_deploy.train.precision import resolve_precision
 from simmim_deploy.train.run_log import MetricWindow, RunLogger
 from simmim_deploy.train.sampler import ResumableSampler
 
@@ -101,6 +103,8 @@ def fit(
             set is too small for one optimizer step.
     """
     info = dist.init_distributed(config.device)
+    precision, why = resolve_precision(config.precision, info.device)
+    config = dataclasses.replace(config, precision=precision)
     out = Path(out_dir)
     ckpt.check_run_folder(out, config.resume)
     if info.is_main:
@@ -130,7 +134,7 @@ def fit(
         collate_fn,
         progress,
     )
-    for note in notes:
+    for note in (*notes, why):
         logger.print(note)
     try:
         return loop.run(description)
@@ -261,6 +265,7 @@ class _Loop:
             stopped_early=stopped,
             checkpoint=ckpt.last_checkpoint_path(self.out),
             dist=self.info,
+            precision=self.cfg.precision,
         )
 
     def _stop_now(self) -> bool:

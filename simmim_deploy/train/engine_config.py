@@ -68,7 +68,8 @@ class EngineConfig:
         batch_size: samples per micro-batch per process.
         accumulation: micro-batches per optimizer step.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (torchrun picks the local GPU).
-        precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast + grad scaler).
+        precision: ``fp32``, ``bf16`` (autocast), ``fp16`` (autocast + grad scaler) or
+            ``auto`` (bf16 where the device computes it natively, else fp32; see precision.py).
         compile: wrap the model in ``torch.compile``.
         clip_grad: max grad norm, or None / 0 for no clipping (norm still logged).
         workers: DataLoader worker processes.
@@ -106,8 +107,8 @@ class EngineConfig:
         for name in ("workers", "save_every_steps", "log_every_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.precision not in AMP_DTYPES:
-            raise UserError(f"precision must be one of fp32, bf16, fp16, got {self.precision!r}")
+        if self.precision not in (*AMP_DTYPES, "auto"):
+            raise UserError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if self.stop_at_step is not None and self.stop_at_step < 1:
             raise UserError(f"stop_at_step must be >= 1 or None, got {self.stop_at_step}")
         if self.clip_grad is not None and self.clip_grad < 0:
@@ -133,6 +134,7 @@ class FitResult:
         last_loss: mean loss of the last logging window (all ranks).
         history: one dict per completed epoch of this session (train loss, evaluation).
         stopped_early: True when ``stop_at_step`` ended the session before the last epoch.
+        precision: what the loop trained in (``auto`` resolved).
         checkpoint: path of ``last.pt``.
         dist: where this process ran.
         rank_digests: :func:`~simmim_deploy.train.engine.state_digest` of the final weights on
@@ -149,6 +151,7 @@ class FitResult:
     checkpoint: Path
     dist: DistInfo
     rank_digests: list[str] = dataclasses.field(default_factory=list)
+    precision: str = "fp32"
 
 
 def steps_per_epoch(num_samples: int, config: EngineConfig, world_size: int | None = None) -> int:

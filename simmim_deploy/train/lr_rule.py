@@ -54,11 +54,11 @@ class LRScale:
             "linear": f"linear rule x {b}/{NOMINAL_BATCH}",
             "sqrt": f"square-root rule x sqrt({b}/{NOMINAL_BATCH})",
             "none": "used as given",
-            "floor": f"effective batch {b} < {NOMINAL_BATCH}: floor rule",
+            "floor": f"floor rule below {NOMINAL_BATCH}",
         }[self.rule]
         return (
             f"lr {lr_per_512 * self.factor:.3g} = {lr_per_512:.3g} per {NOMINAL_BATCH} images, "
-            f"{why} (effective batch {b} = {parts}; lr-scaling {self.scaling})"
+            f"{why}: effective batch {b} = {parts} (lr-scaling {self.scaling})"
         )
 
 

@@ -167,6 +167,7 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
             "stopped_early": result.stopped_early,
             "rank_digests": result.rank_digests,
             **opt.record(),
+            "precision": result.precision,
         }
     dist.barrier()
     dist.teardown()

@@ -17,7 +17,7 @@ from typing import Literal
 from simmim_deploy.core.config import option
 from simmim_deploy.core.errors import UserError
 
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LRScaling = Literal["auto", "linear", "sqrt", "none"]
 
 
@@ -45,7 +45,11 @@ class RunOptions:
     min_lr: float = option(5e-6, "LR at the end of the cosine schedule, per 512 images.")
     clip_grad: float | None = option(5.0, "Max gradient norm (0: no clipping).")
     device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when present).")
-    precision: Precision = option("fp32", "Autocast precision: fp32, bf16 or fp16 (grad scaler).")
+    precision: Precision = option(
+        "auto",
+        "auto: bf16 autocast where the hardware has native bf16 (CUDA compute >= 8.0, CPU "
+        "AMX-BF16/AVX512-BF16), else fp32; or fp32, bf16, fp16 (with a grad scaler).",
+    )
     seed: int = option(0, "Random seed of data order, augmentation and initialisation.")
     workers: int = option(2, "DataLoader worker processes.")
     compile: bool = option(False, "Wrap the model in torch.compile.")

@@ -77,3 +77,17 @@ def test_too_little_data_is_a_user_error():
     with pytest.raises(UserError, match="too few"):
         steps_per_epoch(40, cfg, world_size=1)
     assert steps_per_epoch(130, cfg, world_size=2) == 1
+
+
+def test_precision_auto_follows_native_bf16() -> None:
+    from simmim_deploy.core.cpu import CpuInfo, parse_cpuinfo
+    from simmim_deploy.train.precision import resolve_precision
+
+    cpu = torch.device("cpu")
+    _, amx = parse_cpuinfo("model name\t: Xeon\nflags\t\t: avx2 avx512f amx_bf16 amx_tile\n")
+    _, avx2 = parse_cpuinfo("model name\t: Xeon\nflags\t\t: avx2 avx512f\n")
+    chosen, why = resolve_precision("auto", cpu, CpuInfo("Xeon", amx, 2))
+    assert chosen == "bf16" and "AMX-BF16" in why
+    chosen, why = resolve_precision("auto", cpu, CpuInfo("Xeon", avx2, 2))
+    assert chosen == "fp32" and "no AMX-BF16/AVX512-BF16" in why
+    assert resolve_precision("fp16", cpu, CpuInfo("Xeon", avx2, 2))[0] == "fp16"  # as asked
