@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -247,6 +248,27 @@ def parse_request(body: bytes, header_length: str | None = None) -> InferRequest
         binary_outputs=binary_outputs,
         binary_default=bool(params.get("binary_data_output", False)),
     )
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo ``Content-Encoding: gzip | deflate`` (tritonclient's request compression).
+
+    Raises:
+        ApiError: 415 for another encoding, 413 past ``limit`` bytes, 400 for corrupt data.
+    """
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise ApiError(415, f"Content-Encoding {encoding!r} is not supported: gzip or deflate")
+    inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise _bad(f"the {encoding} body is corrupt: {exc}") from None
+    if len(out) > limit:
+        raise ApiError(413, f"the decompressed body exceeds the limit of {limit} bytes")
+    return out
 
 
 def _raw_bytes(array: np.ndarray) -> bytes:

@@ -241,6 +241,8 @@ def add_v2_routes(
         check_token(request, cfg.token)
         model = lookup(model_name, version)
         body = await read_body(request, cfg.max_body_bytes)
+        encoding = request.headers.get("content-encoding")
+        body = oip.decompress(body, encoding, cfg.max_body_bytes)
         parsed = oip.parse_request(body, request.headers.get(oip.HEADER_LENGTH))
         run = handler.images if model.name.endswith(IMAGES_SUFFIX) else handler.tensors
         outputs = await within(run(model, parsed), cfg.request_timeout_s, metrics)

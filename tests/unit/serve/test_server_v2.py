@@ -65,8 +65,11 @@ def test_tritonclient_metadata_and_infer(bundle_fixture: str, image_dir: Path, r
             given.set_data_from_numpy(x, binary_data=binary)
             wanted = [triton.InferRequestedOutput(n, binary_data=binary) for n in expected]
             results[binary] = client.infer(name, [given], outputs=wanted, request_id="r1")
-        # No outputs named: tritonclient asks for every output in binary.
-        default = client.infer(name, [given])
+        # No outputs named: tritonclient asks for every output in binary; gzip request body.
+        default = client.infer(
+            name, [given], request_compression_algorithm="gzip",
+            response_compression_algorithm="deflate",
+        )  # fmt: skip
         images = triton.InferInput("images", [len(encoded)], "BYTES")
         images.set_data_from_numpy(np.array(encoded, dtype=object))
         piped = client.infer(f"{name}_images", [images], parameters={"top_k": 2, "conf": 0.5})
