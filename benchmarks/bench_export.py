@@ -1,11 +1,15 @@
-"""Export speed/accuracy trade-off on this CPU, classifier and detector, in one run.
+"""Export speed/accuracy trade-off on this CPU against what a user would run instead, in one run.
 
-For each model: PyTorch eager FP32, ONNX Runtime FP32, dynamic INT8, static INT8 (linear scope
-and all ops) and pruned 30% (+ distillation recovery) + static INT8 linear, at batch 1 and 32:
-images/s, latency, model size and the task metric on real labelled held-out data (top-1 on
-builtin:mnist, COCO mAP on builtin:digits-det), with ratios against eager FP32. It also times
-one ViT-S-sized GEMM in FP32 and INT8 on its own: the INT8 speed-up this CPU can give at best.
-Prints markdown tables and writes JSON.
+For each model, the peers (PyTorch eager FP32 and bf16 autocast, ONNX Runtime FP32, OpenVINO's
+default on the FP32 ONNX file, OpenVINO + NNCF INT8; see helpers/cpu_peers.py) and our artefacts
+(dynamic INT8, static INT8 linear scope on ONNX Runtime and on OpenVINO, static INT8 all ops,
+pruned 30% (+ distillation recovery) + static INT8 linear), at batch 1 and 32: images/s,
+latency, model size and the task metric on real labelled held-out data (top-1 on builtin:mnist,
+COCO mAP on builtin:digits-det), with ratios against eager FP32 and against the best peer (the
+fastest of PyTorch bf16, OpenVINO default and OpenVINO INT8). Speed is measured in interleaved
+rounds (every variant once per round; best round kept), so a load change hits all variants
+alike. It also times one ViT-S-sized GEMM in FP32 and INT8 on its own: the INT8 speed-up this
+CPU can give at best. The CPU's ISA (core.cpu) heads the output. Prints markdown, writes JSON.
 
 The classifier is a ViT-S/16 at 224 px fine-tuned on builtin:mnist from scratch (no downloadable
 weights here), in two stages (benchmarks/recipes/, ~35 min on 2 cores):
@@ -23,6 +27,7 @@ Full run:   python benchmarks/bench_export.py --checkpoint runs/vits-mnist-224/b
                 --det-checkpoint runs/bench-detect/scratch-seed0/best.pt
 Smoke run:  python benchmarks/bench_export.py --checkpoint tiny.pt --no-detector \\
                 --eval-images 64 --calib-images 64 --duration 0.5 --out /tmp/bench
+Without the slow extras: --skip all,pruned (no all-ops INT8, no pruning + distillation).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import argparse
 import copy
 import dataclasses
 import json
-import platform
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -41,18 +46,26 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
+
+import cpu_peers  # noqa: E402  (benchmarks/helpers/cpu_peers.py)
 
 import simmim_deploy.models  # noqa: E402,F401
+from simmim_deploy.core.cpu import cpu_info  # noqa: E402
 from simmim_deploy.export.det_truth import detection_map, load_detection_truth  # noqa: E402
 from simmim_deploy.export.inputs import load_image_set, preprocess  # noqa: E402
 from simmim_deploy.export.onnx_export import export_onnx, ort_session  # noqa: E402
 from simmim_deploy.export.prune import distill, prune_model  # noqa: E402
 from simmim_deploy.export.quantize import quantize_dynamic_int8, quantize_static_int8  # noqa: E402
-from simmim_deploy.export.torch_runner import TorchRunner, load_model, output_names  # noqa: E402
 from simmim_deploy.export.verify import run_batched  # noqa: E402
+from simmim_deploy.models.factory import load_task_checkpoint as load_model  # noqa: E402
+from simmim_deploy.models.runner import TorchRunner, output_names  # noqa: E402
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]
 DET_RECIPE = Path(__file__).resolve().parents[1] / "train" / "detect_vit_micro_builtin.yaml"
+# "Best peer" as issue 11 defines it: the fastest of these (what a user would pick instead).
+BEST_PEER_POOL = ("eager bf16 autocast", "openvino fp32 (default)", "openvino + nncf int8")
+PEERS = ("eager fp32", "eager bf16 autocast", "ort fp32", *BEST_PEER_POOL[1:])
 
 
 @dataclasses.dataclass
@@ -109,18 +122,51 @@ def ort_fn(path: Path, threads: int) -> Runner:
 
 
 def build_variants(case: Case, args: argparse.Namespace, out: Path) -> dict[str, tuple]:
-    """name -> (runner, size in bytes, note)."""
+    """name -> (runner, size in bytes, note); peers first, then our artefacts."""
     out.mkdir(parents=True, exist_ok=True)
     model, meta = load_model(case.checkpoint)
-    size, names, task = int(meta["img_size"]), output_names(meta), meta["task"]
+    size, names = int(meta["img_size"]), output_names(meta)
     fp32 = export_onnx(model, size, names, out / "model.onnx", exporter="torchscript").path
-    files = {"ort fp32": fp32}
+    ckpt_bytes = case.checkpoint.stat().st_size
+    variants: dict[str, tuple] = {
+        "eager fp32": (TorchRunner(model, meta), ckpt_bytes, ""),
+        "eager bf16 autocast": (cpu_peers.bf16_autocast(model), ckpt_bytes, ""),
+        "ort fp32": (ort_fn(fp32, args.threads), fp32.stat().st_size, ""),
+    }
+    ov_fp32, inference = cpu_peers.openvino(fp32, args.threads)
+    variants["openvino fp32 (default)"] = (ov_fp32, fp32.stat().st_size, f"runs {inference}")
+    nncf_calib = case.calib[: args.nncf_images]
+    ov_int8, note = cpu_peers.nncf_int8(fp32, nncf_calib, out, args.threads)
+    xml_bytes = sum(p.stat().st_size for p in out.glob("nncf_int8.*"))
+    variants["openvino + nncf int8"] = (ov_int8, xml_bytes, note)
     quantize_dynamic_int8(fp32, out / "dyn.onnx")
-    files["ort int8 dynamic"] = out / "dyn.onnx"
+    files = {"ort int8 dynamic": out / "dyn.onnx"}
     for scope in ("linear", "all"):
+        if scope == "all" and "all" in args.skip:
+            continue
         path = out / f"{scope}.onnx"
         quantize_static_int8(fp32, path, case.calib, args.calib_method, scope)
         files[f"ort int8 static {scope}"] = path
+    pruned_name = f"pruned {args.prune:.0%} + int8 linear"
+    note = ""
+    if "pruned" not in args.skip:
+        note = prune_and_quantize(model, meta, case, args, out)
+        files[pruned_name] = out / "pruned.int8.onnx"
+    for name, path in files.items():
+        notes = note if name == pruned_name else ""
+        variants[name] = (ort_fn(path, args.threads), path.stat().st_size, notes)
+    ov_ours, inference = cpu_peers.openvino(out / "linear.onnx", args.threads)
+    variants["openvino int8 static linear (our Q/DQ file)"] = (
+        ov_ours, (out / "linear.onnx").stat().st_size, ""
+    )  # fmt: skip
+    return variants
+
+
+def prune_and_quantize(
+    model: torch.nn.Module, meta: dict, case: Case, args: argparse.Namespace, out: Path
+) -> str:
+    """Pruned (+ distilled) copy exported and statically quantized to pruned.int8.onnx."""
+    size, names, task = int(meta["img_size"]), output_names(meta), meta["task"]
     pruned = copy.deepcopy(model)
     prune_model(pruned, size, args.prune)
     note = "no recovery"
@@ -132,20 +178,16 @@ def build_variants(case: Case, args: argparse.Namespace, out: Path) -> dict[str,
                 f"{seconds:.0f} s, loss {losses[0]:.3g} -> {losses[-1]:.3g}")  # fmt: skip
     p32 = export_onnx(pruned, size, names, out / "pruned.onnx", exporter="torchscript").path
     quantize_static_int8(p32, out / "pruned.int8.onnx", case.calib, args.calib_method, "linear")
-    pruned_name = f"pruned {args.prune:.0%} + int8 linear"
-    files[pruned_name] = out / "pruned.int8.onnx"
-    variants = {"eager fp32": (TorchRunner(model, meta), case.checkpoint.stat().st_size, "")}
-    for name, path in files.items():
-        notes = note if name == pruned_name else ""
-        variants[name] = (ort_fn(path, args.threads), path.stat().st_size, notes)
-    return variants
+    return note
 
 
-def throughput(run: Runner, x: np.ndarray, batch: int, duration: float) -> dict[str, float]:
+def throughput(
+    run: Runner, x: np.ndarray, batch: int, duration: float, warmup: int = 2
+) -> dict[str, float]:
     """images/s and mean latency per batch (ms) after warm-up."""
     xb = np.ascontiguousarray(np.resize(x, (batch, *x.shape[1:])))
-    run(xb)
-    run(xb)
+    for _ in range(warmup):
+        run(xb)
     n, t0 = 0, time.perf_counter()
     while n < 3 or time.perf_counter() - t0 < duration:
         run(xb)
@@ -155,19 +197,26 @@ def throughput(run: Runner, x: np.ndarray, batch: int, duration: float) -> dict[
 
 
 def measure(case: Case, args: argparse.Namespace, out: Path) -> list[dict]:
-    rows = []
+    """Metric per variant, then ``--rounds`` interleaved speed rounds (best round kept)."""
     batches = [int(b) for b in args.batches.split(",")]
-    for name, (run, nbytes, note) in build_variants(case, args, out).items():
-        row = {
-            "variant": name,
-            "mb": nbytes / 2**20,
-            "metric": case.score(run_batched(run, case.x, 32)),
-        }
+    variants = build_variants(case, args, out)
+    rows = []
+    for name, (run, nbytes, note) in variants.items():
+        metric = case.score(run_batched(run, case.x, 32))
+        rounds: dict[str, list] = {f"b{b}": [] for b in batches}
+        rows.append({"variant": name, "peer": name in PEERS, "mb": nbytes / 2**20,
+                     "metric": metric, "note": note, "rounds": rounds})  # fmt: skip
+        print(f"scored {case.name}: {name} {metric:.2f}", file=sys.stderr)
+    for r in range(args.rounds):
+        for row in rows:
+            run = variants[row["variant"]][0]
+            for b in batches:
+                warmup = 2 if r == 0 else 1
+                row["rounds"][f"b{b}"].append(throughput(run, case.x, b, args.duration, warmup))
+        print(f"round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    for row in rows:
         for b in batches:
-            row[f"b{b}"] = throughput(run, case.x, b, args.duration)
-        row["note"] = note
-        rows.append(row)
-        print(f"measured {case.name}: {name}", file=sys.stderr)
+            row[f"b{b}"] = max(row["rounds"][f"b{b}"], key=lambda m: m["images_per_s"])
     return rows
 
 
@@ -198,33 +247,34 @@ def gemm_ceiling(out: Path, threads: int, duration: float) -> dict[str, float]:
 
 
 def cpu_description() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                  if ln.startswith("model name")), platform.machine())  # fmt: skip
-    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
-                  if ln.startswith("flags")), [])  # fmt: skip
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return f"{model}, {torch.get_num_threads()} threads, ISA: {' '.join(isa) or 'none listed'}"
+    cpu = cpu_info()
+    return f"{cpu.model}, {torch.get_num_threads()} threads, ISA: {cpu.isa_line()}"
 
 
 def table(rows: list[dict], batches: list[int], metric: str) -> str:
     base = rows[0]
     head = f"| variant | MB | {metric} | drop pt |"
-    head += "".join(f" b{b} img/s | b{b} ms | b{b} x eager |" for b in batches)
-    lines = [head, "|" + " --- |" * (4 + 3 * len(batches))]
+    head += "".join(f" b{b} img/s | b{b} ms | b{b} x eager | b{b} x best peer |" for b in batches)
+    lines = [head, "|" + " --- |" * (4 + 4 * len(batches))]
+    pool = [r for r in rows if r["variant"] in BEST_PEER_POOL]
+    best = {b: max(pool, key=lambda r: r[f"b{b}"]["images_per_s"]) for b in batches}
     for r in rows:
-        cells = [r["variant"], f"{r['mb']:.1f}", f"{r['metric']:.2f}",
+        name = r["variant"] + ("" if r["peer"] else " *")
+        cells = [name, f"{r['mb']:.1f}", f"{r['metric']:.2f}",
                  f"{base['metric'] - r['metric']:+.2f}"]  # fmt: skip
         for b in batches:
-            m = r[f"b{b}"]
-            ratio = m["images_per_s"] / base[f"b{b}"]["images_per_s"]
-            cells += [f"{m['images_per_s']:.1f}", f"{m['latency_ms']:.1f}", f"{ratio:.2f}x"]
+            ips = r[f"b{b}"]["images_per_s"]
+            ratio = ips / base[f"b{b}"]["images_per_s"]
+            vs_peer = ips / best[b][f"b{b}"]["images_per_s"]
+            cells += [f"{ips:.1f}", f"{r[f'b{b}']['latency_ms']:.1f}", f"{ratio:.2f}x",
+                      f"{vs_peer:.2f}x"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+    peers = ", ".join(f"batch {b}: {best[b]['variant']}" for b in batches)
     notes = [f"- {r['variant']}: {r['note']}" for r in rows if r["note"]]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    notes.append(
+        f"- `*` = our artefact; best peer (fastest of {', '.join(BEST_PEER_POOL)}): {peers}"
+    )
+    return "\n".join(lines + [""] + notes)
 
 
 def main() -> None:
@@ -242,15 +292,20 @@ def main() -> None:
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved speed rounds (best kept)")
+    ap.add_argument("--nncf-images", type=int, default=300, help="NNCF calibration subset")
+    ap.add_argument("--skip", default="", help="comma list of extras to leave out: all,pruned")
     ap.add_argument("--out", type=Path, default=Path("runs/bench_export"))
     args = ap.parse_args()
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
     cases = [classification_case(args)]
     if not args.no_detector:
         cases.append(detection_case(args))
-    result: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "cpu": cpu_description()}
+    result: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "cpu": cpu_description(),
+                    "cpu_flags": cpu_info().flags, "load_start": os.getloadavg()}  # fmt: skip
     result["gemm"] = gemm_ceiling(args.out / "gemm", args.threads, args.duration)
     gemm = result["gemm"]
     text = [f"CPU: {result['cpu']}",
@@ -263,6 +318,9 @@ def main() -> None:
         result["cases"].append({"name": case.name, "checkpoint": str(case.checkpoint),
                                 "eval_images": len(case.x), "rows": rows, "table": md})  # fmt: skip
         text += ["", f"{case.name}, {len(case.x)} held-out images, {case.checkpoint}:", "", md]
+    result["load_end"] = os.getloadavg()
+    text.insert(1, f"load average (1/5/15 min) at start {result['load_start']}, "
+                   f"at end {tuple(round(v, 1) for v in result['load_end'])}")  # fmt: skip
     print("\n".join(text))
     (args.out / "bench_export.json").write_text(json.dumps(result, indent=2))
     (args.out / "bench_export.md").write_text("\n".join(text) + "\n")
