@@ -266,8 +266,8 @@ def run_ray_predict(
 
     Returns:
         ``{"images", "ok", "errors", "seconds", "images_per_s", "runtime", "out", "config",
-        "engine", "actors", "startup_s", "checked", "ray"}``, plus ``"results"`` when
-        ``cfg.out_jsonl`` is None.
+        "engine", "actors", "startup_s", "first_record_s", "checked", "ray"}``, plus
+        ``"results"`` when ``cfg.out_jsonl`` is None.
 
     Raises:
         UserError: bad options or sources, or when an input index did not come back (nothing
@@ -286,7 +286,7 @@ def run_ray_predict(
         records, _ = build_dataset(ray, cfg, opts, paths, predictor)
         seen = bytearray(len(paths) + 1)  # one byte per input, then the dropped repeats
         results: list[dict[str, Any]] = []
-        errors, actors, runtime = 0, set(), None
+        errors, actors, runtime, first = 0, set(), None, None
         begin = time.perf_counter()
         with RecordWriter(cfg.out_jsonl, task) as write:
             stream = records.iter_batches(batch_size=None, batch_format="numpy")
@@ -294,6 +294,7 @@ def run_ray_predict(
                 errors += "error" in record
                 actors.add(actor)
                 runtime = runtime or (json.loads(described) if described else None)
+                first = first or time.perf_counter() - begin
                 write(record)
                 if cfg.out_jsonl is None:
                     results.append(record)
@@ -319,6 +320,7 @@ def run_ray_predict(
         "engine": "ray",
         "actors": len(actors),
         "startup_s": round(startup, 3),
+        "first_record_s": round(first or 0.0, 3),  # actors starting, first batch decoded
         "checked": {"inputs": len(paths), "records": len(paths), "repeats_dropped": seen[-1]},
         "ray": {"started_here": started, "gcs_address": gcs, "cpus": resources.get("CPU"),
                 "gpus": resources.get("GPU", 0)},
