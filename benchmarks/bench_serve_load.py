@@ -40,6 +40,7 @@ from PIL import Image
 
 from simmim_deploy.serve.predict import expand_sources, predict
 from simmim_deploy.serve.runtime import Runtime
+from simmim_deploy.serve.server_v2 import IMAGES_SUFFIX
 
 
 def make_jpegs(folder: Path, count: int) -> list[Path]:
@@ -102,7 +103,7 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
 MODEL = "bench"  # --model-name of the served bundle
 V1, V2_IMAGES, V2_TENSOR = (
     "/v1/predict",
-    f"/v2/models/{MODEL}_images/infer",
+    f"/v2/models/{MODEL}{IMAGES_SUFFIX}/infer",
     f"/v2/models/{MODEL}/infer",
 )
 

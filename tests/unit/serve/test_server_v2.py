@@ -17,6 +17,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from simmim_deploy.core.errors import UserError
 from simmim_deploy.serve.predict import expand_sources
 from simmim_deploy.serve.runtime import Runtime
 from simmim_deploy.serve.server import create_app
@@ -197,3 +198,5 @@ def test_bad_tensors_get_400_and_bad_images_their_own_record(
     refs = {item["$ref"].rsplit("/", 1)[1] for item in results["items"]["anyOf"]}
     assert refs == {"ClassificationResult", "DetectionResult", "ImageFailure"}
     assert "/v2/models/{model_name}/infer" in schema["paths"]
+    with pytest.raises(UserError, match="--model-name"):
+        create_app(str(cls_bundle), model_name="my model/v2")
