@@ -58,7 +58,7 @@ def config_command(
             inspect.Parameter.KEYWORD_ONLY,
             annotation=Optional[Path],  # noqa: UP045 - typer reads it at run time
             default=typer.Option(
-                None, "--config", help="Recipe YAML (train/*.yaml); options given here win."
+                None, "--config", help="Recipe YAML (e.g. train/*.yaml); options given here win."
             ),
         )
     )
@@ -79,7 +79,7 @@ def _parameter(f: dataclasses.Field, annotation: Any, panel: str | None) -> insp
     decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
     help_text = f.metadata.get("help", "")
     if is_required(f):
-        help_text += " [required unless the recipe sets it]"
+        help_text += " Required (here or in the --config recipe)."
     cli_type: Any = {bool: bool, int: int, float: float, str: str, tuple: str}[kind]
     if choices:
         cli_type = typing.Literal[choices]  # type: ignore[valid-type]

@@ -27,7 +27,7 @@ def _run(cfg: DetectConfig) -> None:
     summary: dict[str, Any] = run_detect(cfg)
     if summary:  # rank 0 only
         typer.echo(
-            f"best mAP {summary.get('mAP', 0.0):.4f} (mAP50 {summary.get('mAP50', 0.0):.4f}) "
+            f"best mAP {summary.get('mAP', 0.0):.2f}% (mAP50 {summary.get('mAP50', 0.0):.2f}%) "
             f"at epoch {summary.get('best_epoch')}; checkpoint {summary['checkpoint']}"
         )
 

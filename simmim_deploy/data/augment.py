@@ -2,11 +2,15 @@
 
 RandomResizedCrop -> horizontal flip -> RandAugment (``rand-m9-mstd0.5-inc1``) -> ToTensor ->
 normalise -> random erasing, each switchable. Mean/std/interpolation come from the model's data
-config. Mixup/CutMix act on batches and live with the loss (``train/classify.py``).
+config. Mixup/CutMix act on batches and live with the loss (``train/classify.py``). The ``aug``
+preset (:mod:`simmim_deploy.data.aug_presets`) decides flips and rotations: ``natural`` is the
+official pipeline above; ``orientation-free`` puts a random flip/quarter turn (one of the 8
+symmetries of the square) in front of the crop; ``none`` flips nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,8 +47,9 @@ def build_finetune_transform(
     img_size: int,
     randaug: str | None = "rand-m9-mstd0.5-inc1",
     reprob: float = 0.25,
-    hflip: float = 0.5,
+    hflip: float | None = 0.5,
     scale_min: float = 0.08,
+    aug: str = "natural",
 ) -> Callable[[Image.Image], torch.Tensor]:
     """Training transform ``PIL RGB -> (3, img_size, img_size)`` normalised float tensor.
 
@@ -53,17 +58,25 @@ def build_finetune_transform(
         img_size: output side.
         randaug: timm RandAugment string, or None / ``"none"`` to switch it off.
         reprob: random-erasing probability (pixel mode, as the official recipe).
-        hflip: horizontal flip probability.
+        hflip: horizontal flip probability (None: the preset's).
         scale_min: lower crop-area bound of RandomResizedCrop.
+        aug: augmentation preset name (``natural``, ``orientation-free``, ``none``).
     """
     from timm.data import create_transform
+
+    from simmim_deploy.data.aug_presets import RandomFlipRot, get_preset
+
+    preset = get_preset(aug)
+    if hflip is not None:
+        preset = dataclasses.replace(preset, hflip=hflip)
+    symmetric = preset.vflip > 0 or preset.rot90  # flips and turns drawn together, up front
 
     use_randaug = randaug is not None and randaug.lower() != "none"
     transform = create_transform(
         input_size=(3, img_size, img_size),
         is_training=True,
         scale=(scale_min, 1.0),
-        hflip=hflip,
+        hflip=0.0 if symmetric else preset.hflip,
         color_jitter=None,  # the recipe relies on RandAugment for colour changes
         auto_augment=randaug if use_randaug else None,
         re_prob=reprob,
@@ -73,4 +86,6 @@ def build_finetune_transform(
         mean=tuple(data_config["mean"]),
         std=tuple(data_config["std"]),
     )
+    if symmetric:
+        transform.transforms.insert(0, RandomFlipRot(preset))
     return _pillow13_safe(transform)

@@ -2,8 +2,9 @@
 
 - :class:`PretrainTransform`: SimMIM pre-training, exactly the official pipeline:
   RandomResizedCrop(img, scale=(0.67, 1.0), ratio=(3/4, 4/3)) -> horizontal flip -> ToTensor ->
-  normalise. Nothing else. Its randomness comes only from the ``numpy.random.Generator`` passed
-  in, so a sample seeded by ``(seed, epoch, index)`` is identical in any worker and after resume.
+  normalise. Nothing else (with ``aug="natural"``; other presets change the flip step only).
+  Its randomness comes only from the ``numpy.random.Generator`` passed in, so a sample seeded
+  by ``(seed, epoch, index)`` is identical in any worker and after resume.
 - :func:`build_eval_transform`: resize the shorter side to ``img / crop_pct`` (bicubic by
   default), centre crop ``img``, ToTensor, normalise (the fine-tuning evaluation transform).
 
@@ -21,6 +22,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
+
+from simmim_deploy.data.aug_presets import apply_to_pil, draw, get_preset
 
 PRETRAIN_SCALE = (0.67, 1.0)
 PRETRAIN_RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -78,6 +81,8 @@ class PretrainTransform:
         img_size: output side; defaults to the data config's input size.
         scale: crop area range (fraction of the image).
         ratio: crop aspect-ratio range.
+        aug: flips/rotations preset (:mod:`simmim_deploy.data.aug_presets`); ``natural`` is the
+            official horizontal flip.
 
     Call with ``(image, rng)``; returns a ``(3, img_size, img_size)`` float32 tensor,
     normalised.
@@ -89,7 +94,9 @@ class PretrainTransform:
         img_size: int | None = None,
         scale: Sequence[float] = PRETRAIN_SCALE,
         ratio: Sequence[float] = PRETRAIN_RATIO,
+        aug: str = "natural",
     ) -> None:
+        self.preset = get_preset(aug)
         self.img_size = _img_size(data_config, img_size)
         self.mean = tuple(float(m) for m in data_config["mean"])
         self.std = tuple(float(s) for s in data_config["std"])
@@ -109,7 +116,9 @@ class PretrainTransform:
             interpolation=InterpolationMode.BILINEAR,
             antialias=True,
         )
-        if rng.random() < 0.5:
+        if self.preset.vflip or self.preset.rot90:
+            out = apply_to_pil(out, draw(self.preset, rng))
+        elif rng.random() < self.preset.hflip:  # one draw: natural is the official stream
             out = TF.hflip(out)
         return TF.normalize(TF.to_tensor(out), self.mean, self.std)
 
@@ -118,13 +127,6 @@ class PretrainTransform:
             f"PretrainTransform(img_size={self.img_size}, scale={self.scale}, "
             f"ratio={self.ratio}, mean={self.mean}, std={self.std})"
         )
-
-
-def build_pretrain_transform(
-    data_config: Mapping[str, Any], img_size: int | None = None
-) -> PretrainTransform:
-    """The official SimMIM pre-training transform for a model's data config."""
-    return PretrainTransform(data_config, img_size)
 
 
 def build_eval_transform(

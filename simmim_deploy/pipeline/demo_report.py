@@ -39,8 +39,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
         table.add_row("detection mAP", "-", "skipped by --fast")
     else:
         det = summary["detection"]
-        table.add_row("detection mAP", f"{100 * h['detection_mAP']:.1f}",
-                      f"mAP50 {100 * h['detection_mAP50']:.1f}; tiny run: {det['epochs']} epochs, "
+        table.add_row("detection mAP", f"{h['detection_mAP']:.1f} %",
+                      f"mAP50 {h['detection_mAP50']:.1f} %; tiny run: {det['epochs']} epochs, "
                       f"{det['train_images']} images")  # fmt: skip
     return table
 

@@ -178,8 +178,8 @@ def detect(out: Path, encoder: str, sizes: DemoSizes, device: str, seed: int) ->
     metrics = run_detect(cfg)
     pictures = sorted((run / "vis").glob("*.jpg"))
     return {
-        "mAP": round(float(metrics["mAP"]), 4),
-        "mAP50": round(float(metrics["mAP50"]), 4),
+        "mAP": round(float(metrics["mAP"]), 2),  # percent
+        "mAP50": round(float(metrics["mAP50"]), 2),
         "train_images": metrics["train_images"],
         "val_images": metrics["val_images"],
         "epochs": sizes.det_epochs,

@@ -82,6 +82,7 @@ class BestCheckpoint:
     ) -> None:
         self.path, self.metric, self.ties_win, self.keep = Path(path), metric, ties_win, keep
         self.best: dict[str, Any] = self._read() if resume else {}
+        self.stale = 0  # validations since the best (this session)
 
     def _read(self) -> dict[str, Any]:
         if not self.path.is_file():
@@ -99,13 +100,24 @@ class BestCheckpoint:
     def update(self, model: torch.nn.Module, meta: dict[str, Any], metrics: dict[str, Any]) -> bool:
         """Save ``model`` as best.pt when ``metrics`` beats the best; True when it did."""
         if not self.is_better(metrics):
+            self.stale += 1
             return False
-        self.best = dict(metrics)
+        self.best, self.stale = dict(metrics), 0
         kept = {k: v for k, v in metrics.items() if self.keep is None or k in self.keep}
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         with atomic_path(self.path) as tmp:
             torch.save({"model": state, "meta": meta, "metrics": kept}, tmp)
         return True
+
+    def patience_spent(self, patience: int | None, label: str) -> str | None:
+        """The early-stopping line once ``patience`` validations passed without a better score."""
+        if not patience or self.stale < patience:
+            return None
+        return (
+            f"early stop: {label} did not improve in {self.stale} validations (best "
+            f"{self.best.get(self.metric, 0.0):.2f} at epoch {self.best.get('epoch')}, kept in "
+            f"{self.path.name}); --patience 0 trains every epoch"
+        )
 
 
 def capture_rng_state() -> dict[str, Any]:

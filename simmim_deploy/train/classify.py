@@ -22,8 +22,14 @@ from torch import nn
 
 from simmim_deploy.core.atomic import atomic_write_text
 from simmim_deploy.core.config import config_to_dict, save_config
+from simmim_deploy.train.budget import apply_budget
 from simmim_deploy.train.checkpointing import BestCheckpoint, check_run_folder
-from simmim_deploy.train.classify_config import WARMUP_EPOCHS, ClassifyConfig, resolve_defaults
+from simmim_deploy.train.classify_config import (
+    EPOCHS,
+    WARMUP_EPOCHS,
+    ClassifyConfig,
+    resolve_defaults,
+)
 from simmim_deploy.train.classify_eval import make_eval_loader, score, write_report
 from simmim_deploy.train.engine import EngineConfig, TrainTask, fit, seed_everything
 from simmim_deploy.train.engine import steps_per_epoch as engine_steps_per_epoch
@@ -73,6 +79,9 @@ class ClassifyTask(TrainTask):
     def best(self) -> dict[str, Any]:
         """Scores of the best epoch so far."""
         return self.keeper.best
+
+    def stop_reason(self) -> str | None:
+        return self.keeper.patience_spent(self.cfg.patience, "val top-1")
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         images, labels = batch
@@ -130,7 +139,7 @@ def checkpoint_meta(model: nn.Module, cfg: ClassifyConfig, class_names: list[str
 
 
 def train_transform(cfg: ClassifyConfig, meta: dict[str, Any]):  # noqa: ANN201 - Compose
-    """RandomResizedCrop, flip, RandAugment, random erasing (each switchable) via timm."""
+    """Flips/rotations of ``aug``, RandomResizedCrop, RandAugment, random erasing via timm."""
     from simmim_deploy.data.augment import build_finetune_transform
 
     return build_finetune_transform(
@@ -140,6 +149,7 @@ def train_transform(cfg: ClassifyConfig, meta: dict[str, Any]):  # noqa: ANN201 
         float(cfg.reprob or 0.0),
         cfg.hflip,
         cfg.crop_scale_min,
+        aug=cfg.aug,
     )
 
 
@@ -203,12 +213,21 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
     train_set = ClassificationDataset(
         splits.train, train_transform(cfg, meta), skip_log, on_bad="substitute", seed=cfg.seed
     )
+    steps = engine_steps_per_epoch(len(train_set), EngineConfig.from_options(cfg, epochs=1))
+    cfg, budget_notes = apply_budget(
+        cfg,
+        config.warmup_epochs,
+        steps,
+        len(train_set),
+        base_epochs=EPOCHS,
+        base_warmup=WARMUP_EPOCHS,
+    )
+    meta = checkpoint_meta(model, cfg, names)  # records the resolved budget
     engine_cfg = EngineConfig.from_options(cfg)
     opt = build_optimization(
         model,
         cfg,
-        engine_steps_per_epoch(len(train_set), engine_cfg),
-        warmup_epochs=WARMUP_EPOCHS if config.warmup_epochs is None else config.warmup_epochs,
+        steps,
         weight_decay=float(cfg.weight_decay or 0.0),
         layer_decay=cfg.layer_decay if cfg.mode == "full" else None,
     )
@@ -230,7 +249,7 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
         out,
         meta=meta,
         description=f"classify {cfg.model}",
-        notes=(data_note, *opt.notes),
+        notes=(data_note, *budget_notes, *opt.notes),
     )
     summary: dict[str, Any] = {}
     if result.dist.is_main:
@@ -248,6 +267,7 @@ def _finish(out, cfg, task, splits, skip_log, result, opt, describe_counts) -> d
         "best_epoch": best.get("epoch"),
         "last": {k: task.last.get(k) for k in ("top1", "top5", "loss", "epoch")},
         "completed": not result.stopped_early,
+        "early_stop": result.early_stop,
         "global_step": result.global_step,
         "peak_lr": opt.lr,
         "lr_plan": opt.record(),

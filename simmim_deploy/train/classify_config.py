@@ -15,7 +15,7 @@ from simmim_deploy.core.config import option, redefault
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.core.families import model_family
 from simmim_deploy.train.lr_rule import cap_warmup
-from simmim_deploy.train.run_options import RunOptions
+from simmim_deploy.train.run_options import FinetuneOptions, RunOptions
 
 Mode = Literal["full", "linear"]
 
@@ -50,11 +50,11 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # Layer-wise LR decay of the official recipe: ViT-B 0.65, Swin-B (100 ep) 0.9.
 LAYER_DECAY = {"vit": 0.65, "swin": 0.9}
-WARMUP_EPOCHS = 20.0  # official
+EPOCHS, WARMUP_EPOCHS = 100, 20.0  # official
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifyConfig(RunOptions):
+class ClassifyConfig(FinetuneOptions):
     """Everything ``simmim-deploy train classify`` needs (help text in each field's metadata).
 
     Options left at ``None`` take the default of ``mode`` (:data:`MODE_DEFAULTS`) or of the
@@ -79,7 +79,6 @@ class ClassifyConfig(RunOptions):
         default_factory=dict,
     )
     mode: Mode = option("full", "full fine-tune (layer-wise LR decay) or linear probe.")
-    epochs: int = redefault(RunOptions, "epochs", 100)
     warmup_lr: float = redefault(RunOptions, "warmup_lr", 2.5e-7)
     min_lr: float = redefault(RunOptions, "min_lr", 2.5e-7)
     layer_decay: float | None = option(
@@ -97,11 +96,12 @@ class ClassifyConfig(RunOptions):
     head_norm: bool | None = option(
         None, "BatchNorm (no affine) before the head, as MAE's linear probe (default: linear)."
     )
-    hflip: float = option(0.5, "Horizontal flip probability (0 where mirroring changes the class).")
+    hflip: float | None = option(
+        None, "Horizontal flip probability (default: the --aug preset's; natural 0.5, none 0)."
+    )
     crop_scale_min: float = option(0.08, "Lower area bound of the RandomResizedCrop.")
     labels_per_class: int | None = option(None, "Keep K labelled training images per class.")
     label_fraction: float | None = option(None, "Keep this fraction of each class for training.")
-    eval_every: int = option(1, "Validate every N epochs (and after the last).")
     eval_batch_size: int | None = option(None, "Validation batch (default: 2 x --batch-size).")
 
     def __post_init__(self) -> None:
@@ -120,8 +120,6 @@ class ClassifyConfig(RunOptions):
             raise UserError("--layer-decay applies to --mode full only (linear: frozen encoder)")
         if self.mode == "linear" and self.drop_path:
             raise UserError("--drop-path does nothing to a frozen encoder (--mode linear)")
-        if self.eval_every < 1:
-            raise UserError(f"eval_every must be at least 1, got {self.eval_every}")
         for name in ("mixup", "cutmix", "reprob", "label_smoothing", "drop_path", "weight_decay"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -148,6 +146,6 @@ def resolve_defaults(config: ClassifyConfig) -> ClassifyConfig:
             values[key] = default
     if config.mode == "full" and config.layer_decay is None:
         values["layer_decay"] = LAYER_DECAY[model_family(config.model)]
-    if config.warmup_epochs is None:  # the official 20, capped to a fifth of the run
+    if config.warmup_epochs is None and config.epochs is not None:  # else: train.budget
         values["warmup_epochs"] = cap_warmup(WARMUP_EPOCHS, config.epochs)[0]
     return dataclasses.replace(config, **values)

@@ -148,7 +148,8 @@ def evaluate_detection(
         batch_size: images per forward pass.
 
     Returns:
-        ``{"mAP", "mAP50", "mAP75", "AR100", "images", "skipped_files", "data"}``.
+        ``{"mAP", "mAP50", "mAP75", "AR100", "images", "skipped_files", "data"}``, scores in
+        percent.
     """
     from simmim_deploy.core.errors import UserError
     from simmim_deploy.data.det_sources import load_detection_eval
@@ -164,13 +165,21 @@ def evaluate_detection(
         model.to(device)
         predictions = predict(model, make_loader(coco, meta, batch_size, skip_log), device)
         skipped = skip_log.finalize()
+    metrics: dict[str, Any] = map_percent(coco, predictions)
     seen = {p["image_id"] for p in predictions}
-    metrics: dict[str, Any] = coco_map(
-        coco_ground_truth(coco, seen), coco_results(predictions, coco.category_ids)
-    )
     metrics.update(images=len(seen), skipped_files=skipped, data=str(getattr(coco, "source", data)))
     if out_dir is not None:
         out = Path(out_dir)
         write_visualisations(coco, predictions, list(meta["class_names"]), out / "vis")
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def map_percent(coco: CocoDataset, predictions: list[dict[str, Any]]) -> dict[str, float]:
+    """COCO mAP@[.5:.95], mAP50, mAP75 and AR@100 of ``predictions`` on the images they cover.
+
+    In percent, the unit of every score the project reports (top-1 and mAP alike).
+    """
+    seen = {p["image_id"] for p in predictions}
+    stats = coco_map(coco_ground_truth(coco, seen), coco_results(predictions, coco.category_ids))
+    return {k: 100.0 * float(v) for k, v in stats.items()}

@@ -243,11 +243,17 @@ class _Loop:
         total = self.steps * self.cfg.epochs
         self.logger.start_bar(total, self.p["global_step"], description)
         stopped = False
+        early: str | None = None
         for epoch in range(self.p["epoch"], self.cfg.epochs):
             stopped = self._run_epoch(epoch)
             if stopped:
                 break
             self._end_epoch(epoch)
+            early = self._early_stop()
+            if early and epoch + 1 < self.cfg.epochs:
+                self.logger.print(early)
+                break
+            early = None
             if self._stop_now():
                 stopped = epoch + 1 < self.cfg.epochs
                 break
@@ -266,7 +272,12 @@ class _Loop:
             checkpoint=ckpt.last_checkpoint_path(self.out),
             dist=self.info,
             precision=self.cfg.precision,
+            early_stop=early,
         )
+
+    def _early_stop(self) -> str | None:
+        """The task's reason to stop (decided on rank 0, where it validates; told to all)."""
+        return dist.all_gather_objects(self.task.stop_reason() if self.info.is_main else None)[0]
 
     def _stop_now(self) -> bool:
         stop = self.cfg.stop_at_step

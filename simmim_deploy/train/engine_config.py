@@ -58,6 +58,10 @@ class TrainTask:
     def on_epoch_end(self, model: nn.Module, epoch: int, out_dir: Path) -> None:
         """Write per-epoch artefacts (e.g. reconstruction images)."""
 
+    def stop_reason(self) -> str | None:
+        """After an epoch (rank 0): a line saying why to stop early (patience), or None."""
+        return None
+
 
 @dataclasses.dataclass(frozen=True)
 class EngineConfig:
@@ -135,6 +139,7 @@ class FitResult:
         history: one dict per completed epoch of this session (train loss, evaluation).
         stopped_early: True when ``stop_at_step`` ended the session before the last epoch.
         precision: what the loop trained in (``auto`` resolved).
+        early_stop: why the task stopped the run before its last epoch (patience), or None.
         checkpoint: path of ``last.pt``.
         dist: where this process ran.
         rank_digests: :func:`~simmim_deploy.train.engine.state_digest` of the final weights on
@@ -152,6 +157,7 @@ class FitResult:
     dist: DistInfo
     rank_digests: list[str] = dataclasses.field(default_factory=list)
     precision: str = "fp32"
+    early_stop: str | None = None
 
 
 def steps_per_epoch(num_samples: int, config: EngineConfig, world_size: int | None = None) -> int:

@@ -8,10 +8,12 @@ its plots) into ``out_dir`` when one is given.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
 from typing import Any
 
+from simmim_deploy.core.config import option
 from simmim_deploy.core.errors import UserError
 
 # task -> "module:function"; imported lazily so detection code loads only for detection.
@@ -19,6 +21,30 @@ EVALUATORS: dict[str, str] = {
     "classification": "simmim_deploy.train.classify_eval:evaluate_classification",
     "detection": "simmim_deploy.train.detect_eval:evaluate_detection",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """What ``simmim-deploy evaluate`` needs (help text in each field's metadata)."""
+
+    checkpoint: str = option(help="best.pt (or the run folder) of train classify|detect.")
+    data: str = option(help="Labelled data: builtin:NAME (its held-out part), a folder, ...")
+    out: str | None = option(
+        None, "Where metrics.json and plots go (default: RUN/eval beside the checkpoint)."
+    )
+    device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when present).")
+    batch_size: int = option(64, "Images per forward pass.")
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UserError(f"batch_size must be at least 1, got {self.batch_size}")
+
+    def out_dir(self) -> Path:
+        """``--out``, else ``RUN/eval`` beside ``RUN/best.pt`` (never the training metrics)."""
+        if self.out is not None:
+            return Path(self.out)
+        checkpoint = Path(self.checkpoint)
+        return (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "eval"
 
 
 def evaluate_checkpoint(

@@ -1,8 +1,8 @@
 """The one optimizer + LR schedule builder of every train command.
 
 AdamW over the official parameter groups (:mod:`simmim_deploy.train.optim`), learning rates per
-512 images turned into the run's by :func:`~simmim_deploy.train.lr_rule.lr_scale`, warmup
-capped by :func:`~simmim_deploy.train.lr_rule.cap_warmup`, then the per-iteration schedule of
+512 images turned into the run's by :func:`~simmim_deploy.train.lr_rule.lr_scale`, then the
+per-iteration schedule of
 :mod:`simmim_deploy.train.schedule`. What was decided is returned as :class:`Optimization`: its
 ``notes`` are printed at the start of the run and its ``record()`` goes into the run summary.
 """
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from simmim_deploy.train.distributed import launch
-from simmim_deploy.train.lr_rule import LRScale, cap_warmup, lr_scale
+from simmim_deploy.train.lr_rule import LRScale, lr_scale
 from simmim_deploy.train.optim import build_optimizer
 from simmim_deploy.train.run_options import RunOptions
 from simmim_deploy.train.schedule import IterationLR, build_scheduler
@@ -64,7 +64,6 @@ def build_optimization(
     options: RunOptions,
     steps_per_epoch: int,
     *,
-    warmup_epochs: float,
     weight_decay: float,
     layer_decay: float | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
@@ -77,9 +76,9 @@ def build_optimization(
 
     Args:
         model: the model to optimise.
-        options: the run's options; ``options.lr`` must be resolved (not None).
+        options: the run's options with ``lr``, ``epochs`` and ``warmup_epochs`` resolved
+            (``train.budget.plan_budget`` fills and caps them).
         steps_per_epoch: optimizer steps per epoch (``engine.steps_per_epoch``).
-        warmup_epochs: warmup asked for (the option, or the command's default); capped here.
         weight_decay: AdamW decay of the decayed groups.
         layer_decay: layer-wise LR decay (fine-tuning), None or 1.0 for none.
         betas: Adam betas.
@@ -88,17 +87,14 @@ def build_optimization(
         milestones: epochs at which the step schedule multiplies the LR by ``gamma``.
         gamma: step-schedule factor.
     """
-    if options.lr is None:
-        raise ValueError("options.lr must be resolved before building the optimizer")
+    if options.lr is None or options.epochs is None or options.warmup_epochs is None:
+        raise ValueError("lr, epochs and warmup_epochs must be resolved first (plan_budget)")
     world = launch().world_size
     scale = lr_scale(options.lr_scaling, options.batch_size, world, options.accumulation)
     lr = options.lr * scale.factor
     notes = [scale.explain(options.lr, options.batch_size, world, options.accumulation)]
-    used, capped = cap_warmup(warmup_epochs, options.epochs)
-    if capped:
-        notes.append(capped)
     total = steps_per_epoch * options.epochs
-    warmup = min(int(round(steps_per_epoch * used)), total - 1)
+    warmup = min(int(round(steps_per_epoch * options.warmup_epochs)), total - 1)
     decay = layer_decay if layer_decay not in (None, 1.0) else None
     optimizer = build_optimizer(model, lr, weight_decay, betas, eps, layer_decay=decay)
     scheduler = build_scheduler(

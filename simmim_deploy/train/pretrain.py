@@ -20,10 +20,9 @@ from typing import Any, Literal
 
 from simmim_deploy.core.config import config_to_dict, option, redefault, save_config
 from simmim_deploy.core.errors import UserError
-from simmim_deploy.train.lr_rule import cap_warmup
 from simmim_deploy.train.run_options import RunOptions
 
-WARMUP_EPOCHS = 1.0
+EPOCHS, WARMUP_EPOCHS = 10, 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +71,8 @@ class PretrainConfig(RunOptions):
             raise UserError("schedule 'step' needs milestones (epochs), e.g. milestones: [700]")
         if self.schedule == "cosine" and self.milestones:
             raise UserError("milestones only apply to schedule 'step'; remove them or set it")
-        bad = [m for m in self.milestones if not (self.warmup_epochs or 0) <= m < self.epochs]
+        end = self.epochs if self.epochs is not None else float("inf")
+        bad = [m for m in self.milestones if not (self.warmup_epochs or 0) <= m < end]
         if bad:
             raise UserError(f"milestones {bad} must lie in [warmup_epochs, epochs)")
         if self.drop_path is not None and not 0.0 <= self.drop_path < 1.0:
@@ -105,21 +105,26 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
 
     from simmim_deploy.models.checkpoint import save_encoder
     from simmim_deploy.train import distributed as dist
+    from simmim_deploy.train.budget import apply_budget
     from simmim_deploy.train.engine import EngineConfig, fit, seed_everything, steps_per_epoch
     from simmim_deploy.train.optimization import build_optimization
 
     seed_everything(config.seed)  # identical initial weights on every rank
     model, dataset, skip_log = _build(config, source, SkipLog(out))
-    warmup = WARMUP_EPOCHS if config.warmup_epochs is None else config.warmup_epochs
-    resolved = dataclasses.replace(
-        config, img_size=model.img_size, warmup_epochs=cap_warmup(warmup, config.epochs)[0]
+    steps = steps_per_epoch(len(dataset), EngineConfig.from_options(config, epochs=1))
+    resolved, budget_notes = apply_budget(
+        dataclasses.replace(config, img_size=model.img_size),
+        config.warmup_epochs,
+        steps,
+        len(dataset),
+        base_epochs=EPOCHS,
+        base_warmup=WARMUP_EPOCHS,
     )
     engine_cfg = EngineConfig.from_options(resolved)
     opt = build_optimization(
         model,
         resolved,
-        steps_per_epoch(len(dataset), engine_cfg),
-        warmup_epochs=warmup,
+        steps,
         weight_decay=config.weight_decay,
         betas=(float(config.betas[0]), float(config.betas[1])),
         eps=config.eps,
@@ -146,7 +151,7 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
         out,
         meta=meta,
         description="pretrain",
-        notes=opt.notes,
+        notes=(*budget_notes, *opt.notes),
     )
     dist.barrier()  # every rank's skip records are on disk before rank 0 merges them
     summary: dict[str, Any] = {}
@@ -190,7 +195,7 @@ def _build(config: PretrainConfig, source: Any, skip_log: Any) -> tuple[Any, Any
     masks = MaskGenerator(
         model.img_size, config.mask_patch_size, model.patch_size, config.mask_ratio
     )
-    transform = PretrainTransform(model.data_config, model.img_size)
+    transform = PretrainTransform(model.data_config, model.img_size, aug=config.aug)
     dataset = PretrainDataset(source, transform, masks, seed=config.seed, skip_log=skip_log)
     return model, dataset, skip_log
 

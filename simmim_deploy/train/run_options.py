@@ -16,6 +16,7 @@ from typing import Literal
 
 from simmim_deploy.core.config import option
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.data.aug_presets import AugName
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LRScaling = Literal["auto", "linear", "sqrt", "none"]
@@ -25,7 +26,11 @@ LRScaling = Literal["auto", "linear", "sqrt", "none"]
 class RunOptions:
     """The shared part of every train config (see the module docstring)."""
 
-    epochs: int = option(10, "Passes over the training data.")
+    epochs: int | None = option(
+        None,
+        "Passes over the training data (default: the command's, or more on small data so the "
+        "run has at least 300 optimizer steps, at most 200 epochs).",
+    )
     batch_size: int = option(
         64, "Images per step per process (effective batch = batch x processes x accumulation)."
     )
@@ -43,6 +48,11 @@ class RunOptions:
     )
     warmup_lr: float = option(5e-7, "LR at the start of the warmup, per 512 images.")
     min_lr: float = option(5e-6, "LR at the end of the cosine schedule, per 512 images.")
+    aug: AugName = option(
+        "natural",
+        "Geometric augmentation: natural (horizontal flip: photos), orientation-free (+ vertical "
+        "flip, 90-degree rotations: microscopy, aerial, documents), none (digits, text).",
+    )
     clip_grad: float | None = option(5.0, "Max gradient norm (0: no clipping).")
     device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when present).")
     precision: Precision = option(
@@ -63,8 +73,9 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "accumulation"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be at least 1, got {value}")
         for name in ("workers", "save_every_steps", "log_every_steps"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -72,9 +83,31 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise UserError(f"{name} must be >= 0, got {value}")
-        if self.warmup_epochs is not None and not 0 <= self.warmup_epochs < self.epochs:
+        epochs = self.epochs if self.epochs is not None else float("inf")
+        if self.warmup_epochs is not None and not 0 <= self.warmup_epochs < epochs:
             raise UserError(
                 f"warmup_epochs ({self.warmup_epochs}) must lie in [0, epochs={self.epochs})"
             )
         if self.stop_at_step is not None and self.stop_at_step < 1:
             raise UserError(f"stop_at_step must be >= 1, got {self.stop_at_step}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FinetuneOptions(RunOptions):
+    """What the fine-tuning commands (classify, detect) add: validation cadence, early stopping."""
+
+    eval_every: int | None = option(
+        None, "Validate every N epochs and after the last (default: about 50 times a run)."
+    )
+    patience: int | None = option(
+        None,
+        "Stop after N validations without a better score; best.pt keeps the best (0: never; "
+        "default: on for training sets under 5,000 images, max(10, a fifth of the validations)).",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.eval_every is not None and self.eval_every < 1:
+            raise UserError(f"eval_every must be at least 1, got {self.eval_every}")
+        if self.patience is not None and self.patience < 0:
+            raise UserError(f"patience must be >= 0, got {self.patience}")

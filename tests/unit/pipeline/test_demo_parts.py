@@ -95,7 +95,7 @@ def test_summary_table_names_every_headline_figure() -> None:
         "headline": {
             "top1_simmim": 71.2, "top1_scratch": 60.4, "top1_gain_points": 10.8,
             "top1_onnx_fp32": 71.2, "top1_onnx_int8": 70.9, "int8_drop_points": 0.3,
-            "detection_mAP": 0.123, "detection_mAP50": 0.301,
+            "detection_mAP": 12.3, "detection_mAP50": 30.1,  # percent, as every score
         },
         "benchmark": {"rows": speedup_rows([_result("torch", "fp32", 1, 100.0),
                                             _result("ort-cpu", "int8", 1, 250.0)])},
@@ -105,7 +105,15 @@ def test_summary_table_names_every_headline_figure() -> None:
     console = Console(record=True, width=200)
     console.print(summary_table(summary))
     text = console.export_text()
-    for expected in ("71.2 %", "60.4 %", "SimMIM +10.8 points", "+0.3 points", "2.50x", "12.3"):
+    for expected in (
+        "71.2 %",
+        "60.4 %",
+        "SimMIM +10.8 points",
+        "+0.3 points",
+        "2.50x",
+        "12.3 %",
+        "30.1 %",
+    ):
         assert expected in text
     assert picture_lines(summary) == [
         "reconstructions: r.png",

@@ -26,7 +26,8 @@ def test_conflicting_options_are_refused() -> None:
 
 
 def test_defaults_follow_mode_and_family_but_never_override() -> None:
-    full = resolve_defaults(ClassifyConfig(data="d", out="o", model="swin_tiny_patch4_window7_224"))
+    swin = "swin_tiny_patch4_window7_224"
+    full = resolve_defaults(ClassifyConfig(data="d", out="o", model=swin, epochs=100))
     assert (full.layer_decay, full.mixup, full.randaug) == (0.9, 0.8, "rand-m9-mstd0.5-inc1")
     assert full.warmup_epochs == 20.0  # official, 100 epochs
     vit = resolve_defaults(ClassifyConfig(data="d", out="o", epochs=10, mixup=0.2))

@@ -91,3 +91,35 @@ def test_precision_auto_follows_native_bf16() -> None:
     chosen, why = resolve_precision("auto", cpu, CpuInfo("Xeon", avx2, 2))
     assert chosen == "fp32" and "no AMX-BF16/AVX512-BF16" in why
     assert resolve_precision("fp16", cpu, CpuInfo("Xeon", avx2, 2))[0] == "fp16"  # as asked
+
+
+class _Patient(_Regression):
+    """Validation scores that peak at epoch 2; stops after 2 validations without a better one."""
+
+    def __init__(self, out) -> None:
+        from simmim_deploy.train.checkpointing import BestCheckpoint
+
+        self.keeper = BestCheckpoint(out / "best.pt", "score", resume=False)
+        self.scores = [1.0, 3.0, 2.0, 2.5, 0.5, 4.0]
+
+    def evaluate(self, model, epoch):
+        metrics = {"score": self.scores[epoch], "epoch": epoch + 1}
+        self.keeper.update(model, {}, metrics)
+        return {"score": metrics["score"]}
+
+    def stop_reason(self):
+        return self.keeper.patience_spent(2, "score")
+
+
+def test_early_stopping_keeps_the_best_checkpoint(tmp_path):
+    seed_everything(0)
+    model = nn.Sequential(nn.Linear(6, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    cfg = EngineConfig(epochs=6, batch_size=8, device="cpu", progress=False)
+    task = _Patient(tmp_path)
+    result = fit(model, task, _Data(), cfg, opt, None, tmp_path)
+    assert result.epochs_completed == 4 and not result.stopped_early  # a completed run
+    assert "did not improve in 2 validations" in result.early_stop
+    assert "best 3.00 at epoch 2" in result.early_stop
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["metrics"] == {"score": 3.0, "epoch": 2}

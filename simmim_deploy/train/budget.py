@@ -1,0 +1,121 @@
+"""The run's length and validation cadence, chosen from the data size when not given (pure).
+
+Recipes are written for ImageNet/COCO, where an epoch is hundreds of optimizer steps. On a few
+hundred images an epoch is a handful of steps, so the recipe's epoch count is far too short a
+run. When ``epochs`` is not given, a run gets the command's epochs, or more: enough for
+:data:`MIN_STEPS` optimizer steps, at most :data:`MAX_AUTO_EPOCHS`. Warmup is capped to a fifth
+of the run (``lr_rule.cap_warmup``). On training sets under :data:`SMALL_DATA` images, early
+stopping is on by default (``patience``), and validation runs about :data:`VALIDATIONS` times
+a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from simmim_deploy.train.lr_rule import cap_warmup
+
+MIN_STEPS = 300
+MAX_AUTO_EPOCHS = 200
+SMALL_DATA = 5000
+VALIDATIONS = 50
+MIN_PATIENCE = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What :func:`plan_budget` chose, and the lines that say why."""
+
+    epochs: int
+    warmup_epochs: float
+    eval_every: int | None
+    patience: int | None
+    notes: tuple[str, ...]
+
+
+def plan_budget(
+    epochs: int | None,
+    warmup_epochs: float | None,
+    *,
+    base_epochs: int,
+    base_warmup: float,
+    steps_per_epoch: int,
+    num_samples: int,
+    eval_every: int | None = None,
+    patience: int | None = None,
+    validates: bool = True,
+) -> Budget:
+    """Fill ``epochs``, ``warmup_epochs`` and (when ``validates``) ``eval_every``/``patience``.
+
+    Args:
+        epochs: the option (None: choose).
+        warmup_epochs: the option (None: ``base_warmup``); capped to a fifth of the run.
+        base_epochs: the command's recipe default.
+        base_warmup: the command's warmup default.
+        steps_per_epoch: optimizer steps per epoch.
+        num_samples: training images.
+        eval_every: the option (None: choose).
+        patience: the option in validations (None: choose; 0: never stop early).
+        validates: the command validates (fine-tuning); pre-training does not.
+    """
+    notes = []
+    if epochs is None:
+        wanted = min(math.ceil(MIN_STEPS / steps_per_epoch), MAX_AUTO_EPOCHS)
+        epochs = max(base_epochs, wanted)
+        if epochs > base_epochs:
+            notes.append(
+                f"epochs {epochs} (not given): {num_samples} images make {steps_per_epoch} "
+                f"step(s) an epoch, so the default {base_epochs} epochs would be only "
+                f"{base_epochs * steps_per_epoch} steps; this run has {epochs * steps_per_epoch}"
+            )
+    used, capped = cap_warmup(base_warmup if warmup_epochs is None else warmup_epochs, epochs)
+    if capped:
+        notes.append(capped)
+    if not validates:
+        return Budget(epochs, used, eval_every, patience, tuple(notes))
+    if eval_every is None:
+        eval_every = max(1, epochs // VALIDATIONS)
+    if patience is None:
+        small = num_samples < SMALL_DATA
+        rounds = max(1, epochs // eval_every)
+        patience = max(MIN_PATIENCE, rounds // 5) if small else 0
+        if small:
+            notes.append(
+                f"early stopping on ({num_samples} < {SMALL_DATA} training images): after "
+                f"{patience} validations without a better score (--patience 0: off)"
+            )
+    return Budget(epochs, used, eval_every, patience, tuple(notes))
+
+
+def apply_budget(
+    config: Any,
+    requested_warmup: float | None,
+    steps_per_epoch: int,
+    num_samples: int,
+    *,
+    base_epochs: int,
+    base_warmup: float,
+) -> tuple[Any, tuple[str, ...]]:
+    """``(config with the budget filled in, notes)`` for a train config dataclass.
+
+    ``requested_warmup`` is the warmup the user gave (None: ``base_warmup``), before any
+    resolution; fine-tuning configs (with ``patience``) also get ``eval_every``/``patience``.
+    """
+    validates = hasattr(config, "patience")
+    plan = plan_budget(
+        config.epochs,
+        requested_warmup,
+        base_epochs=base_epochs,
+        base_warmup=base_warmup,
+        steps_per_epoch=steps_per_epoch,
+        num_samples=num_samples,
+        eval_every=getattr(config, "eval_every", None),
+        patience=getattr(config, "patience", None),
+        validates=validates,
+    )
+    values: dict[str, Any] = {"epochs": plan.epochs, "warmup_epochs": plan.warmup_epochs}
+    if validates:
+        values.update(eval_every=plan.eval_every, patience=plan.patience)
+    return dataclasses.replace(config, **values), plan.notes

@@ -1,0 +1,44 @@
+"""Run length, warmup cap, validation cadence and patience chosen from the data size."""
+
+from __future__ import annotations
+
+import pytest
+
+from simmim_deploy.train.budget import plan_budget
+
+
+def test_small_data_gets_enough_steps_and_early_stopping() -> None:
+    # 140 images at batch 32: 4 steps an epoch; 12 epochs would be 48 steps
+    plan = plan_budget(
+        None, None, base_epochs=12, base_warmup=1.0, steps_per_epoch=4, num_samples=140
+    )
+    assert plan.epochs == 75 and plan.epochs * 4 >= 300
+    assert plan.warmup_epochs == 1.0 and plan.eval_every == 1
+    assert plan.patience == 15  # a fifth of 75 validations
+    assert any("epochs 75 (not given)" in n for n in plan.notes)
+    assert any("early stopping on" in n for n in plan.notes)
+
+
+def test_large_data_keeps_the_recipe_and_explicit_values_win() -> None:
+    # ImageNet at batch 2048: 625 steps an epoch: the official 100 epochs, 20 warmup, no patience
+    plan = plan_budget(
+        None, None, base_epochs=100, base_warmup=20.0, steps_per_epoch=625, num_samples=1_281_167
+    )
+    assert (plan.epochs, plan.warmup_epochs, plan.eval_every, plan.patience) == (100, 20.0, 2, 0)
+    assert plan.notes == ()
+    given = plan_budget(
+        3, 1.0, base_epochs=100, base_warmup=20.0, steps_per_epoch=1, num_samples=10,
+        eval_every=1, patience=0,
+    )  # fmt: skip
+    assert (given.epochs, given.eval_every, given.patience) == (3, 1, 0)
+    assert (
+        given.warmup_epochs == pytest.approx(0.6) and "capped" in given.notes[0]
+    )  # 20 % of 3 epochs
+
+
+def test_auto_epochs_are_bounded_and_pretraining_has_no_patience() -> None:
+    tiny = plan_budget(
+        None, None, base_epochs=10, base_warmup=1.0, steps_per_epoch=1, num_samples=20,
+        validates=False,
+    )  # fmt: skip
+    assert tiny.epochs == 200 and tiny.patience is None and tiny.eval_every is None
