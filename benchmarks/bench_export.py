@@ -211,7 +211,7 @@ def measure(case: Case, args: argparse.Namespace, out: Path) -> list[dict]:
         for row in rows:
             run = variants[row["variant"]][0]
             for b in batches:
-                warmup = 2 if r == 0 else 1
+                warmup = 1 if r == 0 or b == 1 else 0
                 row["rounds"][f"b{b}"].append(throughput(run, case.x, b, args.duration, warmup))
         print(f"round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr)
     for row in rows:

@@ -38,17 +38,17 @@ def benchmark(
     from rich.console import Console
     from rich.table import Table
 
-    from simmim_deploy.export.torch_backend import is_checkpoint
+    from simmim_deploy.cli.targets import open_target
+    from simmim_deploy.core.manifest import is_checkpoint
     from simmim_deploy.serve.bench import run_benchmark
 
     names = [b.strip() for b in backends.split(",") if b.strip()]
-    extra, manifest = {}, None
-    if "torch" in names or is_checkpoint(target):
-        from simmim_deploy.export.torch_backend import open_torch_backend
-
-        extra["torch"], manifest = open_torch_backend(target, threads)
-        if is_checkpoint(target):
-            names = ["torch"]  # a checkpoint has no ONNX files to compare with
+    extra = {}
+    torch_backend, manifest = open_target(target, "torch" if "torch" in names else None, threads)
+    if torch_backend is not None:
+        extra["torch"] = torch_backend
+    if is_checkpoint(target):
+        names = ["torch"]  # a checkpoint has no ONNX files to compare with
     report = run_benchmark(
         target, names, _ints(batch_sizes), duration, images,
         out or (target.parent if is_checkpoint(target) else target),

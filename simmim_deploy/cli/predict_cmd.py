@@ -73,11 +73,9 @@ def predict(
         return
     if out is not None and out.suffix.lower() == ".parquet":
         raise UserError("Parquet output needs --engine ray; local predict writes JSON lines")
-    runner, manifest = None, None
-    if backend == "torch" or bundle.suffix in (".pt", ".pth", ".safetensors", ".ckpt"):
-        from simmim_deploy.export.torch_backend import open_torch_backend
+    from simmim_deploy.cli.targets import open_target
 
-        runner, manifest = open_torch_backend(bundle, threads)
+    runner, manifest = open_target(bundle, backend, threads)
     err = Console(stderr=True)
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True) as bar:

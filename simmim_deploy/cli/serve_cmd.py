@@ -60,8 +60,10 @@ def serve(
     # uvicorn first stops accepting, then waits this long for in-flight requests to finish.
     graceful = timeout + 5.0
     if workers > 1:
-        if backend == "torch":
-            raise UserError("--backend torch runs with --workers 1 only")
+        from simmim_deploy.core.manifest import is_checkpoint
+
+        if backend == "torch" or is_checkpoint(bundle):
+            raise UserError("a checkpoint (--backend torch) is served with --workers 1 only")
         from simmim_deploy.core.manifest import read_manifest
 
         read_manifest(bundle)  # fail here, once, rather than in every worker
@@ -74,12 +76,13 @@ def serve(
                 port=port, workers=workers, timeout_graceful_shutdown=graceful, log_level="info",
             )  # fmt: skip
         return
+    from simmim_deploy.cli.targets import open_target
+
     runtime = None
-    if backend == "torch":
-        from simmim_deploy.export.torch_backend import open_torch_backend
+    runner, manifest = open_target(bundle, backend, threads)
+    if runner is not None:
         from simmim_deploy.serve.runtime import Runtime
 
-        runner, manifest = open_torch_backend(bundle, threads)
         runtime = Runtime(bundle, runner, manifest=manifest, max_pixels=max_pixels)
     options = {k: v for k, v in cfg.__dict__.items() if k != "bundle"}
     app = create_app(str(bundle), runtime=runtime, **options)

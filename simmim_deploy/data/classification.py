@@ -328,7 +328,10 @@ class ClassificationDataset(torch.utils.data.Dataset):
                 return self.transform(self._decode(other)), label
             except BadImageError as exc:
                 self._record(other, exc)
-        raise UserError(f"every image of class {self.images.class_names[label]!r} is unreadable")
+        what = f"class {self.images.class_names[label]!r}"
+        if self.skip_log is not None:
+            raise self.skip_log.nothing_readable(what)
+        raise UserError(f"every image of {what} is unreadable")
 
 
 @contextlib.contextmanager

@@ -22,8 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from simmim_deploy.core.boxes import letterbox_geometry, xywh_to_xyxy
+from simmim_deploy.core.boxes import xywh_to_xyxy
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.core.preprocess import PreprocessSpec
+from simmim_deploy.core.preprocess import letterbox as letterbox_image
 from simmim_deploy.data.aug_presets import apply_to_boxes, apply_to_pil, draw, get_preset
 from simmim_deploy.data.images import BadImageError, SkipLog, load_rgb
 
@@ -191,13 +193,10 @@ def letterbox(
     Returns:
         ``(3, img_size, img_size)`` float tensor, ``(G, 4)`` boxes in input pixels, the scale.
     """
-    geo = letterbox_geometry(image.width, image.height, max(1, round(img_size * fill)))
-    resized = image.resize(geo.resized, Image.BILINEAR)
-    arr = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    arr = (arr - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-    out = torch.zeros(3, img_size, img_size)
-    out[:, : arr.shape[1], : arr.shape[2]] = arr
-    return out, boxes.astype(np.float32) * np.float32(geo.scale), geo.scale
+    # The one letterbox the export gate and the serving runtime apply too (core.preprocess).
+    spec = PreprocessSpec("letterbox", "bilinear", size=img_size, mean=mean, std=std)
+    out, geo = letterbox_image(image, spec, fill)
+    return torch.from_numpy(out), boxes.astype(np.float32) * np.float32(geo.scale), geo.scale
 
 
 class DetectionDataset(torch.utils.data.Dataset):
@@ -263,6 +262,8 @@ class DetectionDataset(torch.utils.data.Dataset):
             key = [self.seed, self.epoch, index]
             rng = random.Random(int(np.random.SeedSequence(key).generate_state(1)[0]))
             return self._sample(rec, image, rng)
+        if self.skip_log is not None:
+            raise self.skip_log.nothing_readable(f"the {len(self)} images of {self.data.source}")
         raise UserError(f"no readable image among the {len(self)} of {self.data.source}")
 
     def _sample(self, rec: CocoImage, image: Image.Image, rng: random.Random) -> dict[str, Any]:

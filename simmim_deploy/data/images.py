@@ -14,11 +14,11 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from simmim_deploy.core.atomic import atomic_write_text
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.core.preprocess import to_rgb
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pbm"}
@@ -93,39 +93,6 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
         raise BadImageError(f"{p}: corrupt or truncated ({exc})") from None
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert a decoded image of any Pillow mode to 8-bit RGB (alpha composited on white)."""
-    mode = img.mode
-    if mode == "RGB":
-        return img.copy()
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        mode = img.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    if mode.startswith("I") or mode == "F":
-        return _high_depth_to_rgb(img)
-    # L, 1, CMYK, YCbCr, LAB, HSV: Pillow's own conversion is right.
-    return img.convert("RGB")
-
-
-def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
-    """16/32-bit integer or float grayscale -> 8-bit RGB."""
-    arr = np.asarray(img).astype(np.float64)
-    if img.mode.startswith("I;16"):
-        arr = arr / 257.0  # full 16-bit range onto 0..255
-    elif img.mode == "I":
-        # Pillow opens 16-bit PNG/TIFF as "I": values up to 65535; 8-bit data stays as is.
-        arr = arr / 257.0 if arr.max(initial=0) > 255 else arr
-    else:  # "F": no fixed range; stretch what is there
-        lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-    gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-    return Image.fromarray(gray, mode="L").convert("RGB")
-
-
 class SkipLog:
     """Record files that were skipped, from any process, and merge them into ``skipped.txt``.
 
@@ -175,6 +142,15 @@ class SkipLog:
                 if path:
                     merged.setdefault(path, reason)
         return dict(sorted(merged.items()))
+
+    def nothing_readable(self, what: str) -> UserError:
+        """The error for data of which every file was skipped: writes ``skipped.txt`` now
+        (the per-process records live in a hidden folder) and names it."""
+        count = self.finalize()
+        return UserError(
+            f"no readable image in {what}: {count} file(s) skipped, each listed with its reason "
+            f"in {self.run_dir / 'skipped.txt'}"
+        )
 
     def finalize(self) -> int:
         """Merge every process's records into ``skipped.txt``; return the number of files.

@@ -77,7 +77,7 @@ class PretrainDataset(Dataset):
             self.images = None
             self.paths = prescan_images(list(source), skip_log)
         if len(self) == 0:
-            raise UserError("no readable image in the data (every file was skipped)")
+            raise _nothing_readable(skip_log)
         self.transform = transform
         self.mask_generator = mask_generator
         self.seed = int(seed)
@@ -107,10 +107,16 @@ class PretrainDataset(Dataset):
             except BadImageError as exc:
                 if self.skip_log is not None:
                     self.skip_log.record(path, str(exc).removeprefix(f"{path}: "))
-        raise UserError("no readable image in the data (every file was skipped)")
+        raise _nothing_readable(self.skip_log)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self.rng(index)
         image = self.transform(self.load(index), rng)
         mask = torch.from_numpy(self.mask_generator(rng))
         return image, mask
+
+
+def _nothing_readable(skip_log: SkipLog | None) -> UserError:
+    if skip_log is None:
+        return UserError("no readable image in the data (every file was skipped)")
+    return skip_log.nothing_readable("the data")

@@ -20,6 +20,7 @@ import onnx
 import torch
 
 from simmim_deploy.core.atomic import atomic_directory, atomic_path, atomic_write_text
+from simmim_deploy.core.checkpoint_meta import CheckpointMeta
 from simmim_deploy.core.config import save_config
 from simmim_deploy.core.data_split import DataSplit
 from simmim_deploy.core.errors import UserError
@@ -31,7 +32,6 @@ from simmim_deploy.export.det_truth import detection_map
 from simmim_deploy.export.inputs import ImageSet, batch_sha256, load_image_set, preprocess
 from simmim_deploy.export.onnx_export import export_onnx, ort_session, set_metadata
 from simmim_deploy.export.openvino_gate import verify_on_openvino
-from simmim_deploy.export.torch_runner import TorchRunner, load_model, output_names
 from simmim_deploy.export.verify import (
     VerificationSet,
     compare_classification,
@@ -41,6 +41,8 @@ from simmim_deploy.export.verify import (
     verification_set,
     verify_outputs,
 )
+from simmim_deploy.models.factory import load_task_checkpoint
+from simmim_deploy.models.runner import TorchRunner, output_names
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +78,9 @@ def _prune(
     if teacher is not None:
         losses = distill(model, teacher, images, cfg.recover_epochs, task=meta["task"])
     meta["pruned_arch"] = arch
+    pruned_meta = CheckpointMeta.from_dict(meta, cfg.checkpoint).to_dict()
     with atomic_path(out / PRUNED_CHECKPOINT) as tmp:
-        torch.save({"model": model.state_dict(), "meta": meta}, tmp)
+        torch.save({"model": model.state_dict(), "meta": pruned_meta}, tmp)
     return {
         "ratio": cfg.prune,
         "blocks_dropped": arch["dropped"],
@@ -104,7 +107,7 @@ def export_bundle(config: ExportConfig) -> Path:
         UserError: bad inputs; :class:`~simmim_deploy.export.verify.VerificationError` when an
             artefact misses its parity budget (then no bundle is written).
     """
-    model, meta = load_model(config.checkpoint)
+    model, meta = load_task_checkpoint(config.checkpoint)
     calib = None
     calib_info: dict[str, Any] | None = None
     if config.calib_data:

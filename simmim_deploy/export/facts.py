@@ -6,10 +6,8 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-from simmim_deploy.core.data_split import DataSplit
-from simmim_deploy.core.manifest import FORMAT_VERSION, sha256_file
-from simmim_deploy.export.inputs import preprocess_block
-from simmim_deploy.export.onnx_export import BATCH_DIM, INPUT_NAME
+from simmim_deploy.core.checkpoint_meta import CheckpointMeta
+from simmim_deploy.core.manifest import BATCH_DIM, checkpoint_manifest, sha256_file
 
 _MEANINGS = {
     "logits": "class logits; softmax gives probabilities",
@@ -50,23 +48,9 @@ def model_facts(
     meta: dict[str, Any], checkpoint: str | Path, batch: tuple[int, int, int]
 ) -> dict[str, Any]:
     """Manifest fields that depend only on the checkpoint and the batch profile."""
-    size = int(meta["img_size"])
+    parsed = CheckpointMeta.from_dict(meta, str(checkpoint))
     return {
-        "format_version": FORMAT_VERSION,
-        "task": meta["task"],
-        "model_name": meta["model_name"],
-        "class_names": [str(c) for c in meta.get("class_names") or range(meta["num_classes"])],
-        "input": {
-            "name": INPUT_NAME,
-            "shape": [BATCH_DIM, 3, size, size],
-            "dtype": "float32",
-            "layout": "NCHW",
-            "channel_order": "RGB",
-        },
-        "preprocess": preprocess_block(meta),
-        # verify scores the held-out part of the training data, as training split it
-        "data_split": split.to_dict() if (split := DataSplit.from_meta(meta)) else None,
-        "batch": {"min": batch[0], "opt": batch[1], "max": batch[2]},
+        **checkpoint_manifest(parsed, batch).to_dict(),
         "source_checkpoint": {
             "path": str(Path(checkpoint).resolve()),
             "sha256": sha256_file(checkpoint),

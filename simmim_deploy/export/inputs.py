@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
-from simmim_deploy.core.boxes import letterbox_geometry
+from simmim_deploy.core.checkpoint_meta import CheckpointMeta
 from simmim_deploy.core.data_split import DataSplit
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.core.preprocess import PreprocessSpec, letterbox
 
 Split = Literal["train", "val"]
 
@@ -44,57 +44,33 @@ class ImageSet:
     skipped: int = 0
 
 
-def preprocess_block(meta: dict[str, Any]) -> dict[str, Any]:
-    """The manifest ``preprocess`` block for a checkpoint ``meta`` (the eval transform)."""
-    size = int(meta["img_size"])
-    common = {
-        "interpolation": meta.get("interpolation", "bicubic"),
-        "scale": 1.0 / 255.0,
-        "mean": [float(v) for v in meta["mean"]],
-        "std": [float(v) for v in meta["std"]],
-    }
-    if meta["task"] == "detection":
-        # Pad with the mean colour, i.e. 0 after normalisation (the detector's training letterbox).
-        return {"mode": "letterbox", "size": size, "pad_value": 0.0, **common}
-    crop_pct = float(meta.get("crop_pct", 0.875))
-    return {
-        "mode": "resize_center_crop",
-        "resize": math.floor(size / crop_pct),
-        "crop": size,
-        **common,
-    }
+def preprocess_spec(meta: dict[str, Any]) -> PreprocessSpec:
+    """The eval transform of a checkpoint ``meta`` (or the spec a bundle's facts carry)."""
+    if isinstance(meta.get("preprocess"), PreprocessSpec):  # verify: read from the manifest
+        return meta["preprocess"]
+    return CheckpointMeta.from_dict(meta).preprocess()
 
 
-def _classification_transform(block: dict[str, Any]):  # noqa: ANN202 - torchvision Compose
+def _classification_transform(spec: PreprocessSpec):  # noqa: ANN202 - torchvision Compose
     from timm.data import create_transform
 
     return create_transform(
-        input_size=(3, block["crop"], block["crop"]),
+        input_size=(3, spec.crop, spec.crop),
         is_training=False,
-        interpolation=block["interpolation"],
-        mean=tuple(block["mean"]),
-        std=tuple(block["std"]),
-        crop_pct=block["crop"] / block["resize"],
+        interpolation=spec.interpolation,
+        mean=spec.mean,
+        std=spec.std,
+        crop_pct=spec.crop_pct,
         crop_mode="center",
     )
 
 
-def _letterbox(img: Image.Image, block: dict[str, Any]) -> np.ndarray:
-    size = block["size"]
-    new_w, new_h = letterbox_geometry(img.width, img.height, size).resized
-    resample = getattr(Image.Resampling, block["interpolation"].upper())
-    if (new_w, new_h) != img.size:
-        img = img.resize((new_w, new_h), resample)
-    x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / np.float32(255.0)
-    mean = np.asarray(block["mean"], np.float32)[:, None, None]
-    std = np.asarray(block["std"], np.float32)[:, None, None]
-    out = np.full((3, size, size), block["pad_value"], dtype=np.float32)
-    out[:, :new_h, :new_w] = (x - mean) / std
-    return out
-
-
 def preprocess(images: list[Image.Image], meta: dict[str, Any]) -> np.ndarray:
     """Eval-transform RGB images into one batch.
+
+    Classification goes through timm's ``create_transform`` (the training eval transform, which
+    the runtime's numpy version matches bit for bit); detection through the one letterbox of
+    :mod:`simmim_deploy.core.preprocess`.
 
     Args:
         images: N RGB images of any size.
@@ -103,11 +79,11 @@ def preprocess(images: list[Image.Image], meta: dict[str, Any]) -> np.ndarray:
     Returns:
         float32 ``(N, 3, S, S)``, normalised.
     """
-    block = preprocess_block(meta)
-    if block["mode"] == "letterbox":
-        arrays = [_letterbox(img.convert("RGB"), block) for img in images]
+    spec = preprocess_spec(meta)
+    if spec.mode == "letterbox":
+        arrays = [letterbox(img.convert("RGB"), spec)[0] for img in images]
     else:
-        tf = _classification_transform(block)
+        tf = _classification_transform(spec)
         arrays = [tf(img.convert("RGB")).numpy() for img in images]
     return np.stack(arrays).astype(np.float32, copy=False)
 

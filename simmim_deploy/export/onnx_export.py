@@ -25,11 +25,10 @@ from torch import nn
 
 from simmim_deploy.core.atomic import atomic_path
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.core.manifest import BATCH_DIM, INPUT_NAME
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "images"
-BATCH_DIM = "batch"
 METADATA_KEY = "simmim_deploy.manifest"
 
 

@@ -6,20 +6,18 @@ Q/DQ). TensorRT 10 (JetPack 6) still uses the flags (explicit Q/DQ INT8 needs on
 Only the batch axis gets an optimization profile. The engine file is written raw, no header, so
 Triton, DeepStream and trtexec load it as is; its facts (GPU compute capability, TensorRT
 version, precision, profile) live in the file name and the manifest's ``engines`` list. An
-engine only runs on the GPU architecture and TensorRT version it was built with:
-:func:`check_engine_compatible` refuses others and prints the command that rebuilds it.
+engine only runs on the GPU architecture and TensorRT version it was built with: the runtime
+(:func:`simmim_deploy.serve.backends.trt.pick_engine`) refuses others and names the rebuild.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from simmim_deploy.core.atomic import atomic_write_bytes
+from simmim_deploy.core.environment import real_tensorrt
 from simmim_deploy.core.errors import UserError
 
 NO_TENSORRT = (
@@ -31,11 +29,8 @@ TIMING_CACHE = "timing.cache"
 
 def require_tensorrt() -> Any:
     """The real TensorRT module, or a one-line :class:`UserError` (stubs are not TensorRT)."""
-    try:
-        trt = importlib.import_module("tensorrt")
-    except Exception:  # noqa: BLE001 - a broken install is the same as none here
-        raise UserError(NO_TENSORRT) from None
-    if not (hasattr(trt, "Builder") and hasattr(trt, "Runtime")):
+    trt = real_tensorrt()
+    if trt is None:
         raise UserError(NO_TENSORRT)
     return trt
 
@@ -153,83 +148,6 @@ def _add_batch_profile(
     config.add_optimization_profile(profile)
 
 
-def rebuild_command(entry: dict[str, Any], source: str = "BUNDLE") -> str:
-    """The CLI command that rebuilds ``entry``'s engine on this machine."""
-    batch = ":".join(str(b) for b in entry.get("batch", [1, 8, 32]))
-    return f"simmim-deploy build {source} --precision {entry['precision']} --batch {batch}"
-
-
-def check_engine_compatible(
-    entry: dict[str, Any],
-    source: str = "BUNDLE",
-    cc: str | None = None,
-    trt_version: str | None = None,
-) -> None:
-    """Refuse an engine built for another GPU architecture or TensorRT version.
-
-    Args:
-        entry: a manifest ``engines`` entry.
-        source: bundle path for the rebuild command.
-        cc, trt_version: this machine's (detected when None).
-
-    Raises:
-        UserError: mismatch (the message ends with the rebuild command), or no TensorRT/GPU.
-    """
-    if trt_version is None:
-        trt_version = require_tensorrt().__version__
-    cc = cc or gpu_compute_capability()
-    have = (cc, trt_version_short(trt_version))
-    built = (str(entry["compute_capability"]), trt_version_short(str(entry["tensorrt_version"])))
-    if have != built:
-        raise UserError(
-            f"engine {entry['file']} was built for sm{built[0]} with TensorRT {built[1]}, this "
-            f"machine has sm{have[0]} with TensorRT {have[1]}; "
-            f"rebuild it: {rebuild_command(entry, source)}"
-        )
-
-
-def run_engine(path: str | Path, images: np.ndarray) -> list[np.ndarray]:
-    """Run a raw engine once on a batch (CUDA via torch); outputs in binding order.
-
-    Args:
-        path: engine file.
-        images: float32 ``(B, 3, S, S)``.
-    """
-    require_tensorrt()
-    import tensorrt as trt
-    import torch
-
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
-    context = engine.create_execution_context()
-    x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).cuda()
-    outputs = []
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-            context.set_input_shape(name, tuple(x.shape))
-            context.set_tensor_address(name, x.data_ptr())
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        if engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
-            dtype = (
-                torch.int64
-                if engine.get_tensor_dtype(name) == trt.DataType.INT64
-                else torch.float32
-            )
-            out = torch.empty(_shape(context.get_tensor_shape(name)), dtype=dtype, device="cuda")
-            context.set_tensor_address(name, out.data_ptr())
-            outputs.append(out)
-    stream = torch.cuda.Stream()
-    context.execute_async_v3(stream.cuda_stream)
-    stream.synchronize()
-    return [o.cpu().numpy() for o in outputs]
-
-
-def _shape(dims: Any) -> tuple[int, ...]:
-    return tuple(int(dims[i]) for i in range(len(dims)))
-
-
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
     """Options of ``simmim-deploy build``.
@@ -306,8 +224,4 @@ def build_engines(cfg: BuildConfig) -> list[dict[str, Any]]:
 
 def real_tensorrt_available() -> bool:
     """True when the real TensorRT library (not only its type stubs) is importable."""
-    try:
-        require_tensorrt()
-    except UserError:
-        return False
-    return True
+    return real_tensorrt() is not None

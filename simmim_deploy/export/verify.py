@@ -20,6 +20,7 @@ import numpy as np
 
 from simmim_deploy.core.data_split import DataSplit
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.core.preprocess import PreprocessSpec
 from simmim_deploy.export.config import Thresholds
 from simmim_deploy.export.det_truth import DetectionTruth, detection_map, load_detection_truth
 from simmim_deploy.export.inputs import ImageSet, load_image_set, preprocess
@@ -315,17 +316,13 @@ def verify_bundle(
 
 
 def _meta_from_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The preprocessing facts of a checkpoint meta, rebuilt from the manifest."""
-    pre = manifest["preprocess"]
-    size = pre.get("crop") or pre["size"]
+    """What :func:`verification_set` reads of a checkpoint meta, from the manifest's record."""
+    spec = PreprocessSpec.from_manifest(manifest)
     return {
         "task": manifest["task"],
         "class_names": manifest["class_names"],
-        "img_size": size,
-        "mean": pre["mean"],
-        "std": pre["std"],
-        "interpolation": pre["interpolation"],
-        "crop_pct": size / pre["resize"] if pre.get("resize") else 1.0,
+        "img_size": spec.input_hw[0],
+        "preprocess": spec,
     }
 
 
@@ -333,7 +330,7 @@ def _reference_runner(root: Path, manifest: dict[str, Any], reference: str) -> t
     pruned = root / manifest.get("pruning", {}).get("checkpoint", "pruned.pt")
     source = pruned if pruned.is_file() else Path(manifest["source_checkpoint"]["path"])
     if reference in ("torch", "auto") and source.is_file():
-        from simmim_deploy.export.torch_runner import TorchRunner
+        from simmim_deploy.models.runner import TorchRunner
 
         return TorchRunner.from_checkpoint(source), f"pytorch ({source.name})"
     if reference == "torch":

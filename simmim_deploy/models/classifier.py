@@ -207,8 +207,8 @@ def classifier_meta_kwargs(model: nn.Module, timm_kwargs: dict[str, Any]) -> dic
 def build_classifier_from_meta(meta: dict[str, Any]) -> nn.Module:
     """Rebuild the (untrained) classifier a checkpoint's ``meta`` describes.
 
-    Registered in :data:`simmim_deploy.models.factory.BUILDERS` for ``task == "classification"``.
-    Applies ``meta["pruned_arch"]`` (set by ``export --prune``) when present.
+    Registered in :data:`simmim_deploy.models.factory.BUILDERS` for ``task == "classification"``;
+    the loader applies ``meta["pruned_arch"]`` afterwards.
     """
     try:
         model = build_classifier(
@@ -222,9 +222,4 @@ def build_classifier_from_meta(meta: dict[str, Any]) -> nn.Module:
         )
     except KeyError as exc:
         raise UserError(f"checkpoint meta lacks {exc}: not a train classify checkpoint") from None
-    if meta.get("pruned_arch"):
-        # Lazy: pruning lives in export/ and only pruned checkpoints need it.
-        from simmim_deploy.export.prune import apply_pruned_arch
-
-        apply_pruned_arch(model, meta["pruned_arch"])
     return model

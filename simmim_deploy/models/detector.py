@@ -283,28 +283,26 @@ def detector_meta(
     ``drop_path_rate``, which only matters in training).
     """
     data_cfg = timm.data.resolve_data_config({}, model=model.backbone)
-    return {
-        "task": "detection",
-        "model_name": model_name,
-        "img_size": model.img_size,
-        "num_classes": model.num_classes,
-        "class_names": list(class_names),
-        "mean": [float(v) for v in data_cfg["mean"]],
-        "std": [float(v) for v in data_cfg["std"]],
-        "interpolation": "bilinear",
-        "crop_pct": 1.0,
-        "model_kwargs": dict(model_kwargs or {}),
-        "preprocess": {"resize": "letterbox", "pad": "bottom_right", "pad_value": "mean"},
-        "head": {**dataclasses.asdict(model.head_cfg), "type": "fcos"},
-        "postprocess": dataclasses.asdict(model.post_cfg),
-        "outputs": ["boxes", "scores", "labels", "num_detections"],
-        "pruned_arch": None,
-    }
+    return CheckpointMeta(
+        task="detection",
+        model_name=model_name,
+        img_size=model.img_size,
+        class_names=tuple(str(c) for c in class_names),
+        mean=tuple(float(v) for v in data_cfg["mean"]),
+        std=tuple(float(v) for v in data_cfg["std"]),
+        interpolation="bilinear",  # the training letterbox's resampling
+        crop_pct=1.0,
+        model_kwargs=dict(model_kwargs or {}),
+        head=dataclasses.asdict(model.head_cfg),
+        postprocess=dataclasses.asdict(model.post_cfg),
+    ).to_dict()
 
 
 def build_detector_from_meta(meta: dict[str, Any]) -> Detector:
     """Rebuild the (untrained) detector a checkpoint's ``meta`` describes."""
     head = {k: v for k, v in meta.get("head", {}).items() if k != "type"}
+    from simmim_deploy.core.checkpoint_meta import CheckpointMeta
+
     return build_detector(
         meta["model_name"],
         int(meta["num_classes"]),

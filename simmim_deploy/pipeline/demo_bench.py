@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from simmim_deploy.export.torch_backend import open_torch_backend
+from simmim_deploy.models.torch_backend import open_torch_backend
 
 TORCH = "torch"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
 import os
 import platform
 import time
@@ -29,6 +30,8 @@ from simmim_deploy.core.manifest import read_manifest
 from simmim_deploy.serve.backends import Backend
 from simmim_deploy.serve.predict import expand_sources
 from simmim_deploy.serve.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 def latency_stats(seconds: list[float], batch: int) -> dict[str, float]:
@@ -59,10 +62,13 @@ def _time_calls(
 
 
 def sample_images(images: str | None, count: int = 32) -> tuple[list[bytes], str]:
-    """Encoded images to benchmark on: the user's, else real photos from scikit-image."""
+    """Encoded images to benchmark on: the user's, else real photos from scikit-image.
+
+    A file that does not decode is skipped and named (on stderr and in the source line), as
+    ``predict`` does, instead of stopping the benchmark.
+    """
     if images:
-        paths = expand_sources([images])[:count]
-        return [Path(p).read_bytes() for p in paths], images
+        return _readable_images(images, count)
     from PIL import Image
 
     try:
@@ -80,6 +86,27 @@ def sample_images(images: str | None, count: int = 32) -> tuple[list[bytes], str
         Image.fromarray(photos[i % len(photos)]).save(buf, "JPEG", quality=90)
         out.append(buf.getvalue())
     return out, origin
+
+
+def _readable_images(images: str, count: int) -> tuple[list[bytes], str]:
+    from simmim_deploy.serve.images import ImageError, load_image
+
+    encoded, skipped = [], []
+    for path in expand_sources([images]):
+        data = Path(path).read_bytes()
+        try:
+            load_image(data)
+        except ImageError as exc:
+            skipped.append(Path(path).name)
+            log.warning("benchmark skips %s: %s", path, exc)
+            continue
+        encoded.append(data)
+        if len(encoded) == count:
+            break
+    if not encoded:
+        raise UserError(f"no readable image in {images}: all {len(skipped)} file(s) skipped")
+    note = f" ({len(skipped)} unreadable skipped: {', '.join(skipped[:5])})" if skipped else ""
+    return encoded, images + note
 
 
 def environment(threads: int | None) -> dict[str, Any]:
@@ -109,13 +136,10 @@ def environment(threads: int | None) -> dict[str, Any]:
         import openvino
 
         env["openvino"] = openvino.get_version()
-    try:
-        import tensorrt
+    from simmim_deploy.core.environment import real_tensorrt
 
-        if hasattr(tensorrt, "Runtime"):
-            env["tensorrt"] = tensorrt.__version__
-    except ImportError:
-        pass
+    if (trt := real_tensorrt()) is not None:
+        env["tensorrt"] = trt.__version__
     return env
 
 

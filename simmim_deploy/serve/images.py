@@ -21,10 +21,10 @@ from __future__ import annotations
 import io
 from os import PathLike
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.core.preprocess import to_rgb
 
 # 40 megapixels: above any camera a client is likely to send, far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -69,7 +69,7 @@ def load_image(
             # exif_transpose copies even when nothing rotates: only call it when needed.
             if img.getexif().get(_ORIENTATION, 1) != 1:
                 img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+            return to_rgb(img)
     except Image.DecompressionBombError as exc:  # Pillow's own hard limit (>~179 Mpx)
         raise ImageTooLarge(f"image too large: {exc}") from None
     except UnidentifiedImageError:
@@ -88,34 +88,3 @@ def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
         raise ImageTooLarge(
             f"image too large: {width}x{height} = {width * height} pixels > limit {max_pixels}"
         )
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB, exactly as training's ``simmim_deploy.data.images.to_rgb``.
-
-    Alpha (and palette transparency) is composited on white; 16-bit greyscale is scaled by 1/257;
-    float images are stretched to their own min..max. (Duplicated because the edge runtime may
-    not import ``simmim_deploy.data``; a test keeps the two identical.)
-    """
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        mode = img.mode
-        if mode == "RGB":
-            return img
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    if mode.startswith("I") or mode == "F":
-        arr = np.asarray(img).astype(np.float64)
-        if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) > 255):
-            arr = arr / 257.0
-        elif mode == "F":
-            lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
-            arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray, mode="L").convert("RGB")
-    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV: Pillow's conversion is right

@@ -51,7 +51,7 @@ class Runtime:
     Args:
         bundle: bundle directory (with ``manifest.json``).
         backend: a name/file for :func:`open_backend`, or an object implementing ``Backend``
-            (e.g. the PyTorch runner from ``simmim_deploy.export.torch_runner``).
+            (e.g. the PyTorch runner from ``simmim_deploy.models.torch_backend``).
         precision: artefact key (``fp32``, ``int8``...), None for the default.
         threads: ONNX Runtime intra-op threads.
         max_pixels: refuse larger images (decompression bombs).

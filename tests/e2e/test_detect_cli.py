@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from simmim_deploy.cli.main import app
+from simmim_deploy.core.checkpoint_meta import CheckpointMeta
 
 pytest.importorskip("mlxtend")
 pytest.importorskip("skimage")
@@ -48,9 +49,10 @@ def test_outputs_meta_and_metrics(run_dir: Path) -> None:
     meta = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)["meta"]
     assert meta["task"] == "detection" and meta["model_name"] == "vit_nano_patch8_32"
     assert meta["img_size"] == 32 and meta["class_names"] == [str(d) for d in range(10)]
-    assert meta["preprocess"]["resize"] == "letterbox" and meta["postprocess"]["max_dets"] == 20
+    assert meta["interpolation"] == "bilinear" and meta["postprocess"]["max_dets"] == 20
+    assert CheckpointMeta.from_dict(meta).preprocess().mode == "letterbox"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert 0.0 <= metrics["mAP"] <= metrics["mAP50"] <= 1.0
+    assert 0.0 <= metrics["mAP"] <= metrics["mAP50"] <= 100.0  # percent, as every score
     assert metrics["global_step"] == 8 and metrics["val_images"] == 16
 
 

@@ -22,15 +22,14 @@ def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A vit_nano classifier in the fine-tuned checkpoint format (random weights, 10 classes)."""
     import simmim_deploy.models  # noqa: F401
+    from simmim_deploy.core.checkpoint_meta import CheckpointMeta
     from simmim_deploy.models.classifier import build_classifier_from_meta
 
-    meta = {
-        "task": "classification", "model_name": "vit_nano_patch8_32", "img_size": 32,
-        "num_classes": 10, "class_names": [str(i) for i in range(10)],
-        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-        "interpolation": "bicubic", "crop_pct": 0.875, "model_kwargs": {}, "head": {},
-        "pruned_arch": None,
-    }  # fmt: skip
+    meta = CheckpointMeta(
+        task="classification", model_name="vit_nano_patch8_32", img_size=32,
+        class_names=tuple(str(i) for i in range(10)),
+        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+    ).to_dict()  # fmt: skip
     torch.manual_seed(0)
     model = build_classifier_from_meta(meta)
     path = tmp_path_factory.mktemp("e2e ckpt") / "best.pt"

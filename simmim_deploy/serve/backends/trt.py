@@ -20,11 +20,10 @@ REBUILD = "simmim-deploy build BUNDLE"
 
 def load_tensorrt() -> Any:
     """Import the real TensorRT library (``tensorrt-stubs`` alone is an empty namespace)."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        trt = None
-    if trt is None or not hasattr(trt, "Runtime"):
+    from simmim_deploy.core.environment import real_tensorrt
+
+    trt = real_tensorrt()
+    if trt is None:
         raise MissingExtraError("tensorrt", "tensorrt", "running TensorRT engines")
     return trt
 

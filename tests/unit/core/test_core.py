@@ -13,7 +13,8 @@ import pytest
 from simmim_deploy.core.atomic import atomic_directory, atomic_path, atomic_write_text
 from simmim_deploy.core.config import load_config, save_config
 from simmim_deploy.core.errors import UserError
-from simmim_deploy.core.manifest import read_manifest, write_manifest
+from simmim_deploy.core.manifest import Manifest, read_manifest, write_manifest
+from simmim_deploy.core.preprocess import PreprocessSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,14 +96,7 @@ def test_manifest_is_validated(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"format_version": 1, "task": "x"}))
     with pytest.raises(UserError, match="missing"):
         read_manifest(tmp_path)
-    good = {
-        "format_version": 1,
-        "task": "classification",
-        "class_names": ["a"],
-        "input": {},
-        "preprocess": {},
-        "outputs": [],
-        "artefacts": {},
-    }
+    spec = PreprocessSpec("letterbox", "bilinear", size=32)
+    good = Manifest("detection", ("a",), {}, spec, [], {}).to_dict()
     write_manifest(tmp_path, good)
     assert read_manifest(tmp_path) == good

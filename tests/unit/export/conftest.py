@@ -10,24 +10,22 @@ import pytest
 import torch
 
 import simmim_deploy.models  # noqa: F401  (registers the tiny encoders)
+from simmim_deploy.core.checkpoint_meta import CheckpointMeta
 
 
 def classifier_meta(model_name: str, img_size: int, class_names: list[str], **kw: Any) -> dict:
-    """A classification ``meta`` as ``train classify`` writes it (see models/factory.py)."""
-    return {
-        "task": "classification",
-        "model_name": model_name,
-        "img_size": img_size,
-        "num_classes": len(class_names),
-        "class_names": class_names,
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-        "interpolation": "bicubic",
-        "crop_pct": 0.875,
-        "model_kwargs": kw,
-        "head": {},
-        "pruned_arch": None,
-    }
+    """A classification ``meta`` as ``train classify`` writes it (core.checkpoint_meta)."""
+    return CheckpointMeta(
+        task="classification",
+        model_name=model_name,
+        img_size=img_size,
+        class_names=tuple(class_names),
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        interpolation="bicubic",
+        crop_pct=0.875,
+        model_kwargs=kw,
+    ).to_dict()
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, meta: dict) -> Path:

@@ -7,7 +7,7 @@ import onnx
 
 from simmim_deploy.export.fp16 import convert_fp16
 from simmim_deploy.export.onnx_export import export_onnx, ort_session
-from simmim_deploy.export.torch_runner import load_model
+from simmim_deploy.models.factory import load_task_checkpoint as load_model
 
 
 def test_fp16_mixed_precision(vit_digits_ckpt, digits_batch, tmp_path) -> None:

@@ -10,7 +10,8 @@ import timm
 import torch
 
 import simmim_deploy.models  # noqa: F401
-from simmim_deploy.export.prune import apply_pruned_arch, distill, find_blocks, prune_model
+from simmim_deploy.export.prune import distill, prune_model
+from simmim_deploy.models.pruned_arch import apply_pruned_arch, find_blocks
 
 pytest.importorskip("torch_pruning")
 

@@ -10,7 +10,7 @@ import pytest
 
 from simmim_deploy.export.onnx_export import export_onnx, ort_session
 from simmim_deploy.export.quantize import quantize_dynamic_int8, quantize_static_int8
-from simmim_deploy.export.torch_runner import load_model
+from simmim_deploy.models.factory import load_task_checkpoint as load_model
 
 FLOAT_ONLY = {"LayerNormalization", "Softmax", "Add", "Erf", "Div", "Mul"}
 

@@ -79,9 +79,9 @@ def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
-def test_mode_conversion_equals_the_training_loader() -> None:
-    from simmim_deploy.data.images import to_rgb as training_to_rgb
-    from simmim_deploy.serve.images import _to_rgb
+def test_training_loader_and_runtime_decode_every_mode_alike(tmp_path) -> None:
+    """One ``core.preprocess.to_rgb`` behind both decoders; alpha on white, 16 bit scaled."""
+    from simmim_deploy.data.images import load_rgb
 
     photo = Image.fromarray(real_photos()[2]).resize((24, 16))
     rgba = photo.convert("RGBA")
@@ -89,11 +89,18 @@ def test_mode_conversion_equals_the_training_loader() -> None:
     palette = photo.convert("P")
     palette.info["transparency"] = 3
     gray16 = Image.fromarray((np.asarray(photo.convert("L"), np.uint16) * 250).astype(np.uint16))
-    floats = Image.fromarray(np.asarray(photo.convert("L"), np.float32) / 7.0, mode="F")
-    for img in (photo.convert("L"), rgba, photo.convert("LA"), palette, photo.convert("CMYK"),
-                gray16, photo.convert("I"), floats, photo.convert("1")):  # fmt: skip
-        ours, theirs = np.asarray(_to_rgb(img)), np.asarray(training_to_rgb(img))
-        np.testing.assert_array_equal(ours, theirs, err_msg=img.mode)
+    cases = {"l.png": photo.convert("L"), "rgba.png": rgba, "la.png": photo.convert("LA"),
+             "p.png": palette, "cmyk.tiff": photo.convert("CMYK"), "i16.png": gray16,
+             "one.png": photo.convert("1")}  # fmt: skip
+    for name, img in cases.items():
+        img.save(tmp_path / name)
+        ours = np.asarray(load_image((tmp_path / name).read_bytes()))
+        theirs = np.asarray(load_rgb(tmp_path / name))
+        np.testing.assert_array_equal(ours, theirs, err_msg=name)
+    top = np.asarray(load_image((tmp_path / "rgba.png").read_bytes()))[0]
+    assert (top >= 240).all(), "(nearly) transparent pixels composite on white"
+    wide = np.asarray(load_image((tmp_path / "i16.png").read_bytes()))
+    assert wide.max() > 200 and wide.dtype == np.uint8, "16-bit values are scaled, not clipped"
 
 
 def test_decoding_modes_exif_and_limits() -> None:

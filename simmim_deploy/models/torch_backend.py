@@ -1,7 +1,7 @@
 """The PyTorch backend for ``predict``/``serve``/``benchmark`` (the CLI and the demo plug it in).
 
 The edge runtime (``simmim_deploy.serve``) never imports torch; this adapter wraps
-``simmim_deploy.export.torch_runner.TorchRunner`` in the serving ``Backend`` interface and builds
+:class:`simmim_deploy.models.runner.TorchRunner` in the serving ``Backend`` interface and builds
 the manifest a checkpoint lacks. Imported only when ``--backend torch`` or a checkpoint is given.
 """
 
@@ -13,14 +13,6 @@ from typing import Any
 import numpy as np
 
 from simmim_deploy.core.errors import UserError
-
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
-
-
-def is_checkpoint(path: str | Path) -> bool:
-    """A fine-tuned checkpoint file (rather than a bundle directory)."""
-    p = Path(path)
-    return p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES
 
 
 class TorchBackend:
@@ -58,7 +50,7 @@ def open_torch_backend(
         import torch  # noqa: F401
     except ImportError:
         raise UserError("--backend torch needs PyTorch: pip install torch") from None
-    from simmim_deploy.core.manifest import read_manifest
+    from simmim_deploy.core.manifest import checkpoint_manifest, is_checkpoint, read_manifest
 
     path = Path(bundle_or_checkpoint)
     if is_checkpoint(path):
@@ -71,17 +63,12 @@ def open_torch_backend(
                 f"--backend torch needs the bundle's source checkpoint, not found at "
                 f"{checkpoint or '(none recorded)'}; pass the checkpoint instead of the bundle"
             )
-    try:
-        from simmim_deploy.export.facts import model_facts
-        from simmim_deploy.export.torch_runner import TorchRunner
-    except ImportError as exc:
-        raise UserError(f"the PyTorch backend is unavailable ({exc}); use --backend ort") from None
+    from simmim_deploy.core.checkpoint_meta import CheckpointMeta
+    from simmim_deploy.models.runner import TorchRunner
+
     runner = TorchRunner.from_checkpoint(checkpoint, threads)
     if manifest is None:
-        manifest = {
-            **model_facts(runner.meta, checkpoint, (1, 8, 32)),
-            "outputs": [{"name": n} for n in runner.names],
-            "artefacts": {},
-        }
+        facts = checkpoint_manifest(CheckpointMeta.from_dict(runner.meta, checkpoint))
+        manifest = {**facts.to_dict(), "outputs": [{"name": n} for n in runner.names]}
     size = int(manifest["input"]["shape"][2])
     return TorchBackend(runner, size, checkpoint), manifest

@@ -1,7 +1,7 @@
 """Run a fine-tuned checkpoint's PyTorch model on numpy batches.
 
-The reference every exported artefact is compared with (``verify.py``), and the ``torch``
-backend offered by ``simmim-deploy benchmark`` for checkpoints.
+The reference every exported artefact is compared with (``export/verify.py``), and what the
+``torch`` backend of ``predict``/``serve``/``benchmark`` runs (:mod:`.torch_backend`).
 """
 
 from __future__ import annotations
@@ -12,30 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-
-
-def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Load ``(model, meta)`` in eval mode, pruned shapes included, without unpickling code.
-
-    The model is built from ``meta`` with ``pruned_arch`` applied here (not by the task builder),
-    so pruned classifiers and detectors reload the same way.
-    """
-    from simmim_deploy.core.errors import UserError
-    from simmim_deploy.export.prune import apply_pruned_arch
-    from simmim_deploy.models.factory import build_task_model, read_checkpoint
-
-    ckpt = read_checkpoint(checkpoint)
-    if "meta" not in ckpt or "model" not in ckpt:
-        raise UserError(
-            f"{checkpoint} is not a fine-tuned simmim-deploy checkpoint (no 'meta'/'model'); "
-            "export needs the best.pt written by 'simmim-deploy train classify|detect'"
-        )
-    meta = dict(ckpt["meta"])
-    model = build_task_model({**meta, "pruned_arch": None})
-    if meta.get("pruned_arch"):
-        apply_pruned_arch(model, meta["pruned_arch"])
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), meta
 
 
 def output_names(meta: dict[str, Any]) -> list[str]:
@@ -63,8 +39,10 @@ class TorchRunner:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, threads: int | None = None) -> TorchRunner:
-        """Load a checkpoint (see :func:`load_model`)."""
-        model, meta = load_model(checkpoint)
+        """Load a checkpoint (:func:`simmim_deploy.models.factory.load_task_checkpoint`)."""
+        from simmim_deploy.models.factory import load_task_checkpoint
+
+        model, meta = load_task_checkpoint(checkpoint)
         return cls(model, meta, threads)
 
     @torch.inference_mode()
