@@ -133,3 +133,14 @@ def test_missing_openvino_names_the_extra(cls_bundle: Path, monkeypatch) -> None
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
     with pytest.raises(MissingExtraError, match=r"simmim-deploy\[openvino\]"):
         open_backend(cls_bundle, read_manifest(cls_bundle), "openvino")
+
+
+def test_benchmark_runs_openvino_on_every_onnx_artefact(int8_bundle: Path, tmp_path: Path) -> None:
+    from simmim_deploy.serve.bench import run_benchmark
+
+    report = run_benchmark(int8_bundle, ["openvino"], [2], 0.05, out_dir=tmp_path, threads=1)
+    got = {(r["backend"], r["precision"]) for r in report["results"]}
+    assert got == {("openvino", "fp32"), ("openvino", "int8")}
+    assert all(r["describe"]["backend"] == "openvino" for r in report["results"])
+    env = report["environment"]
+    assert env["openvino"] and env["isa"] and set(env["cpu_flags"]) >= {"avx2", "amx_int8"}
