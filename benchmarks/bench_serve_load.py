@@ -166,7 +166,7 @@ async def load(url: str, jobs: list[Job], concurrency: int, limit_s: float) -> d
         elapsed = time.perf_counter() - start
     valid = [(s, t) for v, s, t in results if v]
     bad = [s for v, s, _ in results if not v]
-    lat = np.array([t for s, t in valid if s == 200]) * 1000 if valid else np.zeros(1)
+    lat = np.array([t for s, t in valid if s == 200] or [0.0]) * 1000
     return {
         "sent": len(jobs),
         "answered": len(results),
@@ -230,7 +230,7 @@ def serve_phases(
                         for i in range(n)],
         }  # fmt: skip
         for jobs in valid.values():  # warm-up
-            asyncio.run(load(url, jobs[: args.concurrency], args.concurrency, 60))
+            asyncio.run(load(url, jobs[: args.concurrency], args.concurrency, args.time_limit))
         rounds: dict[str, list[dict]] = {path: [] for path in valid}
         per_round = -(-n // args.rounds)
         for r in range(args.rounds):
