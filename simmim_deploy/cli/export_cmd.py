@@ -78,7 +78,10 @@ def export(
         "overwrite": overwrite or None,
     }
     cfg = load_config(ExportConfig, config, overrides)  # validates before torch is imported
+    from simmim_deploy.cli.progress import step_progress
     from simmim_deploy.export.bundle import export_bundle
 
-    bundle = export_bundle(cfg)
+    with step_progress("export") as on_step:
+        bundle = export_bundle(cfg, on_step)
     typer.echo(f"bundle written: {bundle} ({', '.join(cfg.precision)}; see report/parity.json)")
+    typer.echo(f"next: simmim-deploy predict {bundle} IMAGES/  (or: simmim-deploy serve {bundle})")

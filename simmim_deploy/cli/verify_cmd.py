@@ -34,7 +34,10 @@ def verify(
         runner = open_onnx_file(path, backend, threads)
         return lambda x: list(runner.run(x).values())
 
-    report = verify_bundle(bundle, data, limit, reference, open_runner, backend)
+    from simmim_deploy.cli.progress import step_progress
+
+    with step_progress("verify") as on_step:
+        report = verify_bundle(bundle, data, limit, reference, open_runner, backend, on_step)
     for precision, entry in report["artefacts"].items():
         m = entry["metrics"]
         detail = (
@@ -51,3 +54,4 @@ def verify(
         f"report: {bundle / 'report' / 'parity.json'} (reference: {report['reference']}, "
         f"artefacts run on {backend})"
     )
+    typer.echo(f"next: simmim-deploy predict {bundle} IMAGES/  (or: simmim-deploy serve {bundle})")

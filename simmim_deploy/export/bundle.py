@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,12 @@ def _stamp(path: Path, metadata: dict[str, Any]) -> None:
         onnx.save(proto, str(tmp))
 
 
-def export_bundle(config: ExportConfig) -> Path:
+def export_bundle(config: ExportConfig, on_step: Callable[[str], None] | None = None) -> Path:
     """Turn a fine-tuned checkpoint into a verified bundle at ``config.out``.
+
+    Args:
+        config: what to export and how.
+        on_step: called with a short label as each step starts (the CLI's progress display).
 
     Returns:
         The bundle directory.
@@ -107,10 +112,13 @@ def export_bundle(config: ExportConfig) -> Path:
         UserError: bad inputs; :class:`~simmim_deploy.export.verify.VerificationError` when an
             artefact misses its parity budget (then no bundle is written).
     """
+    step = on_step or (lambda _: None)
+    step(f"loading {Path(config.checkpoint).name}")
     model, meta = load_task_checkpoint(config.checkpoint)
     calib = None
     calib_info: dict[str, Any] | None = None
     if config.calib_data:
+        step(f"loading calibration images ({config.calib_data})")
         cdata, calib = _images(config.calib_data, "train", config.calib_images, meta)
         calib_info = {
             "source": cdata.description,
@@ -121,10 +129,11 @@ def export_bundle(config: ExportConfig) -> Path:
             "skipped": cdata.skipped,
         }
     vsource = config.eval_data or config.calib_data or DEFAULT_VERIFY_DATA
+    step(f"loading verification images ({vsource})")
     vset = verification_set(vsource, config.verify_images, meta, DataSplit.from_meta(meta))
     try:
         with atomic_directory(config.out, overwrite=config.overwrite) as tmp:
-            _build(tmp, model, meta, config, calib, calib_info, vset)
+            _build(tmp, model, meta, config, calib, calib_info, vset, step)
     except FileExistsError:
         raise UserError(
             f"{config.out} already exists: choose another --out or pass --overwrite"
@@ -141,11 +150,13 @@ def _build(
     calib: np.ndarray | None,
     calib_info: dict | None,
     vset: VerificationSet,
+    step: Callable[[str], None],
 ) -> None:
     facts = F.model_facts(meta, cfg.checkpoint, cfg.batch)  # type: ignore[arg-type]
     if calib_info:
         facts["calibration"] = calib_info
     if cfg.prune or cfg.prune_blocks:
+        step("pruning" + (" and distilling" if cfg.recover_epochs else ""))
         unpruned = TorchRunner(model, meta).run_batches(vset.x, batch_size=16)
         facts["pruning"] = _prune(model, meta, cfg, calib, vset.x, out)
         # The pruning budget is judged against the unpruned model, not the pruned reference.
@@ -154,6 +165,7 @@ def _build(
             facts["pruning"]["top1_unpruned"] = before
         if vset.truth is not None:
             facts["pruning"]["map_unpruned"] = detection_map(unpruned, vset.truth)["mAP"]
+    step("PyTorch reference outputs and ONNX export")
     reference = TorchRunner(model, meta).run_batches(vset.x, batch_size=16)
     fp32 = out / FILENAMES["fp32"]
     result = export_onnx(
@@ -182,7 +194,10 @@ def _build(
     for precision in cfg.precision:
         path = out / FILENAMES[precision]
         if precision != "fp32":
+            calibrating = " (calibrating)" if precision == "int8" else ""
+            step(f"converting {precision}{calibrating}")
             details[precision] = CONVERTERS[precision](fp32, path, ctx)
+        step(f"verifying {precision} on {len(vset.x)} images")
         outputs = run_batched(ort_runner(path), vset.x)
         entry = verify_outputs(
             precision,

@@ -264,6 +264,7 @@ def verify_bundle(
     reference: str = "auto",
     open_runner: Callable[[Path], Runner] | None = None,
     runner_name: str = "onnxruntime",
+    on_step: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Re-verify every ONNX artefact of a bundle on images from ``data``.
 
@@ -276,6 +277,7 @@ def verify_bundle(
         open_runner: ``open_runner(onnx_path) -> runner`` that runs the artefacts (default: ONNX
             Runtime CPU, as the export gate does; the CLI passes e.g. OpenVINO's).
         runner_name: what ``open_runner`` runs on, recorded in the report.
+        on_step: called with a short label as each step starts (the CLI's progress display).
 
     Returns:
         The parity report (also written to ``BUNDLE/report/parity.json``).
@@ -289,11 +291,14 @@ def verify_bundle(
     from simmim_deploy.core.manifest import read_manifest
     from simmim_deploy.export.config import DEFAULT_THRESHOLDS
 
+    step = on_step or (lambda _: None)
     root = Path(bundle)
     manifest = read_manifest(root)
     meta = _meta_from_manifest(manifest)
+    step(f"loading up to {limit} images ({data})")
     vset = verification_set(data, limit, meta, DataSplit.from_dict(manifest.get("data_split")))
     ref_runner, ref_name = _reference_runner(root, manifest, reference)
+    step(f"reference outputs ({ref_name})")
     ref = run_batched(ref_runner, vset.x)
     report: dict[str, Any] = {
         "data": vset.data.description,
@@ -305,6 +310,7 @@ def verify_bundle(
     for precision, art in manifest["artefacts"].items():
         recorded = art.get("thresholds")
         t = Thresholds(**recorded) if recorded else DEFAULT_THRESHOLDS[precision]
+        step(f"verifying {precision} on {len(vset.x)} images")
         out = run_batched((open_runner or ort_runner)(root / art["file"]), vset.x)
         report["artefacts"][precision] = verify_outputs(
             precision, art["file"], ref, out, manifest["task"], t, vset.labels, vset.truth
