@@ -10,8 +10,8 @@ Accepted values:
 - ``builtin:digits-det`` (600 train / 150 val images) and ``builtin:digits-det-mini`` (64 / 16,
   for smoke tests): the generated digits-on-photos set
   (:mod:`simmim_deploy.data.builtin_detection`);
-- ``builtin:nuclei-det``: 19 train / 6 val 128 px tiles of a real microscopy image, small
-  nuclei (:mod:`simmim_deploy.data.builtin_nuclei`).
+- ``builtin:nuclei-det`` and ``builtin:galaxies-det``: 19 train / 6 val 128 px tiles of a
+  real microscopy / deep-field image, small objects (:mod:`simmim_deploy.data.builtin_tiles`).
 
 Without a separate validation part (and no ``--val-data``), a seeded ``val_split`` share of the
 images is held out.
@@ -33,6 +33,7 @@ BUILTIN_DET = {
     "builtin:digits-det": (600, 150),
     "builtin:digits-det-mini": (64, 16),
     "builtin:nuclei-det": (19, 6),
+    "builtin:galaxies-det": (19, 6),
 }
 
 
@@ -66,10 +67,10 @@ def _parts(data: str, work: Path) -> tuple[CocoDataset, CocoDataset | None]:
             raise UserError(
                 f"unknown built-in detection data '{text}'{hint}; use one of {list(BUILTIN_DET)}"
             )
-        if text == "builtin:nuclei-det":
-            from simmim_deploy.data.builtin_nuclei import nuclei_detection_root
+        if text in ("builtin:nuclei-det", "builtin:galaxies-det"):
+            from simmim_deploy.data.builtin_tiles import tile_detection_root
 
-            root = nuclei_detection_root(seed=0)
+            root = tile_detection_root(text.removeprefix("builtin:"), seed=0)
             return read_coco(root / "train"), read_coco(root / "val")
         from simmim_deploy.data.builtin_detection import digits_detection_root
 
