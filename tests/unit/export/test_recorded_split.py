@@ -26,29 +26,27 @@ pytest.importorskip("skimage")
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A COCO folder without a val part (64 images) and a ``train detect --seed 1`` checkpoint.
+    """A COCO folder without a val part (64 images) and a one-epoch ``train detect --seed 1``."""
+    from typer.testing import CliRunner
 
-    The checkpoint's meta is made by the code ``train detect`` makes it with (the detector's
-    meta plus the resolved ``DetectConfig``); its weights are untrained (the split is what
-    matters here).
-    """
-    from simmim_deploy.core.config import config_to_dict
-    from simmim_deploy.models.detector import build_detector, detector_meta
-    from simmim_deploy.train.detect_config import DetectConfig, resolve_defaults
+    from simmim_deploy.cli.main import app
 
     data = tmp_path_factory.mktemp("with space") / "det data"
     shutil.copytree(digits_detection_root(seed=0, num_train=64, num_val=16) / "train", data)
-    out = tmp_path_factory.mktemp("run")
-    cfg = resolve_defaults(
-        DetectConfig(data=str(data), out=str(out), model="vit_nano_patch8_32", seed=1)
-    )
-    torch.manual_seed(0)
-    model = build_detector(cfg.model, 10, 32, head={"channels": 16, "num_convs": 1})
-    meta = detector_meta(model.eval(), [str(i) for i in range(10)], cfg.model)
-    meta.update(pretrained="none", train_config=config_to_dict(cfg))
-    checkpoint = out / "best.pt"
-    torch.save({"model": model.state_dict(), "meta": meta}, checkpoint)
-    return data, checkpoint
+    out = tmp_path_factory.mktemp("run") / "det"
+    args = [
+        "train", "detect", "--data", str(data), "--model", "vit_nano_patch8_32",
+        "--pretrained", "none", "--epochs", "1", "--batch-size", "16", "--workers", "0",
+        "--seed", "1", "--device", "cpu", "--max-dets", "20", "--out", str(out),
+    ]  # fmt: skip
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # two OpenMP threads on a shared 2-core box are far slower
+    try:
+        result = CliRunner().invoke(app, args, catch_exceptions=False)
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    return data, out / "best.pt"
 
 
 def _ids(coco) -> set[int]:
