@@ -27,7 +27,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from simmim_deploy.serve.pipeline import Item, group_records, safe_prepare
 from simmim_deploy.serve.predict import PredictConfig, open_runtime
 from simmim_deploy.serve.preprocess import PreprocessSpec
 from simmim_deploy.serve.ray_options import RayOptions
-from simmim_deploy.serve.ray_output import RecordWriter
+from simmim_deploy.serve.ray_output import write_in_order
 from simmim_deploy.serve.ray_sources import Reader, list_sources
 from simmim_deploy.serve.runtime import Prepared, prepare_image
 
@@ -51,6 +50,10 @@ OBJECT_STORE_MAX = 2 * 1024**3  # a local instance needs little: batches stream 
 # storage, so two per core keep the cores busy. A reservation unlike the actors' also keeps Ray
 # Data from fusing decoding into the inference actors (which would serialise the two).
 DECODE_CPUS = 0.5
+# Batches per input block: a decoding task's unit of work and of retry. Small blocks keep the
+# pipeline streaming (inference starts after the first block) and a retried task cheap.
+BATCHES_PER_BLOCK = 2
+MAX_BLOCKS = 20_000  # past this, per-block scheduling overhead outweighs finer granularity
 
 
 def _object_store_bytes() -> int:
@@ -207,7 +210,7 @@ def build_dataset(ray: Any, cfg: PredictConfig, opts: RayOptions, paths: list[st
     """The lazy dataset of records: ``(index, path)`` -> decode tasks -> inference actors."""
     spec = PreprocessSpec.from_manifest(read_manifest(cfg.bundle))
     items = [{"index": i, "path": p} for i, p in enumerate(paths)]
-    blocks = max(1, min(len(paths) // cfg.batch_size, 4 * int(ray.cluster_resources()["CPU"])))
+    blocks = max(1, min(-(-len(paths) // (BATCHES_PER_BLOCK * cfg.batch_size)), MAX_BLOCKS))
     decoded = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
         decode_batch,
         fn_kwargs={"spec": spec},
@@ -227,30 +230,6 @@ def build_dataset(ray: Any, cfg: PredictConfig, opts: RayOptions, paths: list[st
         num_gpus=opts.gpus_per_actor or None,
     )
     return records, pool
-
-
-def _in_order(batches: Any, seen: bytearray) -> Iterator[tuple[dict, str, str]]:
-    """Yield ``(record, actor, runtime)`` in input order, marking ``seen[index]``.
-
-    An index outside ``seen`` or seen before (a retried task whose first output also arrived)
-    is counted in ``seen``'s extra last byte and dropped, so no image is written twice.
-    """
-    total = len(seen) - 1
-    waiting: dict[int, tuple[dict, str, str]] = {}
-    nxt = 0
-    for batch in batches:
-        for index, rec, actor, rt in zip(
-            batch["index"], batch["record"], batch["actor"], batch["runtime"], strict=True
-        ):
-            index = int(index)
-            if not 0 <= index < total or seen[index]:
-                seen[total] = min(255, seen[total] + 1)
-                continue
-            seen[index] = 1
-            waiting[index] = (json.loads(rec), str(actor), str(rt))
-            while nxt in waiting:
-                yield waiting.pop(nxt)
-                nxt += 1
 
 
 def run_ray_predict(
@@ -284,25 +263,7 @@ def run_ray_predict(
     try:
         startup = time.perf_counter() - start
         records, _ = build_dataset(ray, cfg, opts, paths, predictor)
-        seen = bytearray(len(paths) + 1)  # one byte per input, then the dropped repeats
-        results: list[dict[str, Any]] = []
-        errors, actors, runtime, first = 0, set(), None, None
-        begin = time.perf_counter()
-        with RecordWriter(cfg.out_jsonl, task) as write:
-            stream = records.iter_batches(batch_size=None, batch_format="numpy")
-            for record, actor, described in _in_order(stream, seen):
-                errors += "error" in record
-                actors.add(actor)
-                runtime = runtime or (json.loads(described) if described else None)
-                first = first or time.perf_counter() - begin
-                write(record)
-                if cfg.out_jsonl is None:
-                    results.append(record)
-            missing = len(paths) - sum(seen[:-1])
-            if missing:
-                raise UserError(f"{missing} of {len(paths)} images came back without a record; "
-                                "nothing was written")  # fmt: skip
-        seconds = time.perf_counter() - begin
+        got = write_in_order(records, cfg.out_jsonl, task, len(paths))
         resources = ray.cluster_resources()
         gcs = ray.get_runtime_context().gcs_address
     finally:
@@ -310,23 +271,23 @@ def run_ray_predict(
             ray.shutdown()
     summary: dict[str, Any] = {
         "images": len(paths),
-        "ok": len(paths) - errors,
-        "errors": errors,
-        "seconds": round(seconds, 4),
-        "images_per_s": round(len(paths) / seconds, 2) if seconds > 0 else None,
-        "runtime": runtime,
+        "ok": len(paths) - got["errors"],
+        "errors": got["errors"],
+        "seconds": round(got["seconds"], 4),
+        "images_per_s": round(len(paths) / got["seconds"], 2) if got["seconds"] > 0 else None,
+        "runtime": got["runtime"],
         "out": cfg.out_jsonl,
         "config": {**asdict(cfg), **{f"ray_{k}": v for k, v in asdict(opts).items()}},
         "engine": "ray",
-        "actors": len(actors),
+        "actors": len(got["actors"]),
         "startup_s": round(startup, 3),
-        "first_record_s": round(first or 0.0, 3),  # actors starting, first batch decoded
-        "checked": {"inputs": len(paths), "records": len(paths), "repeats_dropped": seen[-1]},
+        "first_record_s": round(got["first"] or 0.0, 3),  # actors start, first batch decoded
+        "checked": {"inputs": len(paths), "records": len(paths), "repeats_dropped": got["repeats"]},
         "ray": {"started_here": started, "gcs_address": gcs, "cpus": resources.get("CPU"),
                 "gpus": resources.get("GPU", 0)},
     }  # fmt: skip
     if cfg.out_jsonl is None:
-        summary["results"] = results
+        summary["results"] = got["results"]
     return summary
 
 

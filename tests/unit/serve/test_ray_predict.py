@@ -152,6 +152,9 @@ def test_bad_options_are_one_line_errors(ray_session, cls_bundle: Path, photos: 
         RayOptions(actors=-1)
     with pytest.raises(UserError, match="--save-vis needs the local engine"):
         run_ray_predict(PredictConfig(str(cls_bundle), (str(photos),), save_vis="v"), RayOptions())
+    with pytest.raises(UserError, match="^the bundle has no 'int8' ONNX model"):  # in an actor
+        cfg = PredictConfig(str(cls_bundle), (str(photos),), backend="ort-cpu", precision="int8")
+        run_ray_predict(cfg, RayOptions(actors=1))
     with pytest.raises(UserError, match="the Ray cluster has 0"):
         run_ray_predict(
             PredictConfig(str(cls_bundle), (str(photos),)), RayOptions(actors=1, gpus_per_actor=1.0)
