@@ -1,0 +1,104 @@
+"""The option generator: one dataclass field -> one CLI option, YAML key and --help default."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from simmim_deploy.cli.options import config_command
+from simmim_deploy.core.config import option, redefault
+from simmim_deploy.core.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Shared:
+    batch_size: int = option(64, "Images per step.")
+    lr: float | None = option(None, "Peak LR per 512 images.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cfg(_Shared):
+    data: str = option(help="Where the images are.")
+    mode: Literal["full", "linear"] = option("full", "Fine-tune or probe.")
+    strides: tuple[int, ...] = option((8, 16, 32), "Pyramid strides.")
+    compile: bool = option(False, "Use torch.compile.")
+    kwargs: dict = option(help="YAML only.", cli=False, default_factory=dict)
+    batch_size: int = redefault(_Shared, "batch_size", 16)
+
+
+def _app(seen: list) -> typer.Typer:
+    app = typer.Typer()
+    app.command("go")(config_command(_Cfg, seen.append, "Run it.\n\nExample: go --data x", _Shared))
+
+    @app.command("other")
+    def other() -> None:  # a second command keeps "go" a named subcommand
+        """Unused."""
+
+    return app
+
+
+def _go(args: list[str]) -> tuple[list, object]:
+    seen: list = []
+    result = CliRunner().invoke(_app(seen), ["go", *args], env={"COLUMNS": "200"})
+    return seen, result
+
+
+def test_every_type_becomes_an_option_with_its_real_default() -> None:
+    seen, result = _go(["--help"])
+    text = result.output
+    assert result.exit_code == 0 and not seen
+    for flag in ("--data", "--mode", "--strides", "--compile", "--no-compile", "--batch-size"):
+        assert flag in text, flag
+    assert "--kwargs" not in text  # cli=False: YAML only
+    assert "8,16,32" in text and "16" in text and "full|linear" in text
+    assert "Required (here or in the --config recipe)" in text
+    assert "Images per step." in text  # the redefaulted field keeps its help
+
+
+def test_command_line_beats_recipe_beats_default(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data: from-yaml\nbatch_size: 8\nlr: 0.1\nkwargs: {a: 1}\n")
+    seen, result = _go(["--config", str(recipe), "--lr", "0.5", "--strides", "4,8", "--compile"])
+    assert result.exit_code == 0, result.output
+    (cfg,) = seen
+    assert (cfg.data, cfg.batch_size, cfg.lr) == ("from-yaml", 8, 0.5)
+    assert cfg.strides == (4, 8) and cfg.compile is True and cfg.kwargs == {"a": 1}
+    assert cfg.mode == "full"  # neither given: the dataclass default
+
+
+def test_bad_values_are_refused() -> None:
+    _, result = _go(["--data", "x", "--mode", "half"])
+    assert result.exit_code != 0 and "half" in result.output
+    _, result = _go(["--lr", "0.1"])
+    assert isinstance(result.exception, UserError)
+    assert str(result.exception).startswith("--data is required")
+    _, result = _go(["--data", "x", "--strides", "4,eight"])
+    assert isinstance(result.exception, UserError) and "comma list" in str(result.exception)
+
+
+def test_the_train_commands_share_one_vocabulary() -> None:
+    from simmim_deploy.cli.main import app
+
+    texts = {}
+    for command in ("pretrain", "classify", "detect"):
+        result = CliRunner().invoke(app, ["train", command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0
+        texts[command] = result.output
+    for flag in ("--batch-size", "--workers", "--lr ", "--lr-scaling", "--precision", "--aug"):
+        assert all(flag in t for t in texts.values()), flag
+    assert all("--base-lr" not in t and "--num-workers" not in t for t in texts.values())
+    assert "--patience" in texts["classify"] and "--patience" in texts["detect"]
+
+
+@pytest.mark.parametrize("args", [["--version"]])
+def test_version(args: list[str]) -> None:
+    from simmim_deploy import __version__
+    from simmim_deploy.cli.main import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and result.output.strip() == f"simmim-deploy {__version__}"
