@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,3 +100,28 @@ def test_export_and_verify_score_the_held_out_part(run: tuple[Path, Path], tmp_p
         torch.load(checkpoint, map_location="cpu", weights_only=True)["meta"]
     )
     assert verify_bundle(out, str(data), limit=100)["num_images"] == len(held_out.images)
+
+
+def test_classification_gate_uses_the_recorded_val_split(tmp_path) -> None:
+    """An ImageFolder tree without val/: the gate used a 0.2 split with seed 0 whatever
+    ``train classify --val-split --split-seed`` had held out."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from simmim_deploy.data.classification import load_classification_splits
+
+    digits = load_digits()
+    root = tmp_path / "digit tree"
+    for k in range(10):
+        (root / str(k)).mkdir(parents=True)
+        for j, idx in enumerate(np.flatnonzero(digits.target == k)[:8]):
+            pixels = (digits.images[idx] * 16).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / str(k) / f"{j}.png")
+    recorded = DataSplit("classification", str(root), None, 0.5, 3)
+    want = load_classification_splits(str(root), val_split=0.5, split_seed=3).val
+    got = load_image_set(str(root), "val", 1000, recorded=recorded)
+    assert len(got.images) == len(want) == 40
+    np.testing.assert_array_equal(got.labels, want.labels)
+    expected = [np.asarray(Image.open(p).convert("RGB")) for p in want.items]
+    assert all(np.array_equal(np.asarray(a), b) for a, b in zip(got.images, expected, strict=True))
+    assert len(load_image_set(str(root), "val", 1000).images) != 40  # the old default split
