@@ -91,3 +91,21 @@ class MaskGenerator:
             f"MaskGenerator(input_size={self.input_size}, mask_patch_size={self.mask_patch_size}, "
             f"model_patch_size={self.model_patch_size}, mask_ratio={self.mask_ratio})"
         )
+
+
+PAPER_MASK_PATCH = 32  # the paper's mask cell (192 px inputs: a 6x6 grid of cells)
+
+
+def default_mask_patch_size(input_size: int, model_patch_size: int) -> int:
+    """The mask cell to use when none is given: the paper's 32 px, or smaller on small images.
+
+    The largest multiple of the token side that divides ``input_size`` and is at most
+    ``PAPER_MASK_PATCH`` and at most a quarter of the image side (at least a 4x4 grid of cells,
+    so masking 60 % of them still leaves context): 32 at 192 or 224 px, 16 at 64 px with 8 px
+    tokens, 8 at 32 px. Never smaller than one token.
+    """
+    limit = max(model_patch_size, min(PAPER_MASK_PATCH, input_size // 4))
+    for size in range(limit - limit % model_patch_size, 0, -model_patch_size):
+        if input_size % size == 0:
+            return size
+    return model_patch_size

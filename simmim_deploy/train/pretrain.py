@@ -49,7 +49,11 @@ class PretrainConfig(RunOptions):
     betas: tuple[float, ...] = option((0.9, 0.999), "AdamW betas (two numbers).", cli=False)
     eps: float = option(1e-8, "AdamW epsilon.", cli=False)
     mask_ratio: float = option(0.6, "Share of the mask cells masked.")
-    mask_patch_size: int = option(32, "Side of a masked cell in pixels.")
+    mask_patch_size: int | None = option(
+        None,
+        "Side of a masked cell in pixels (default: the paper's 32, at most a quarter of the "
+        "image side: 16 at 64 px, 8 at 32 px).",
+    )
     loss_type: Literal["l1", "l2"] = option("l1", "Reconstruction loss on masked pixels.")
     norm_target: bool = option(False, "Per-patch normalised target instead of the input.")
     drop_path: float | None = option(None, "Stochastic depth (default 0.1 ViT, 0.0 Swin).")
@@ -57,7 +61,7 @@ class PretrainConfig(RunOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mask_patch_size < 1:
+        if self.mask_patch_size is not None and self.mask_patch_size < 1:
             raise UserError(f"mask_patch_size must be at least 1, got {self.mask_patch_size}")
         if self.img_size is not None and self.img_size < 1:
             raise UserError(f"img_size must be positive, got {self.img_size}")
@@ -113,7 +117,9 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
     model, dataset, skip_log = _build(config, source, SkipLog(out))
     steps = steps_per_epoch(len(dataset), EngineConfig.from_options(config, epochs=1))
     resolved, budget_notes = apply_budget(
-        dataclasses.replace(config, img_size=model.img_size),
+        dataclasses.replace(
+            config, img_size=model.img_size, mask_patch_size=dataset.mask_generator.mask_patch_size
+        ),
         config.warmup_epochs,
         steps,
         len(dataset),
@@ -180,7 +186,7 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
 
 
 def _build(config: PretrainConfig, source: Any, skip_log: Any) -> tuple[Any, Any, Any]:
-    from simmim_deploy.data.masking import MaskGenerator
+    from simmim_deploy.data.masking import MaskGenerator, default_mask_patch_size
     from simmim_deploy.data.pretrain_dataset import PretrainDataset
     from simmim_deploy.data.transforms import PretrainTransform
     from simmim_deploy.models.checkpoint import load_simmim_checkpoint_for_init
@@ -192,9 +198,8 @@ def _build(config: PretrainConfig, source: Any, skip_log: Any) -> tuple[Any, Any
     )
     if config.init_from:
         load_simmim_checkpoint_for_init(model, config.init_from)
-    masks = MaskGenerator(
-        model.img_size, config.mask_patch_size, model.patch_size, config.mask_ratio
-    )
+    cell = config.mask_patch_size or default_mask_patch_size(model.img_size, model.patch_size)
+    masks = MaskGenerator(model.img_size, cell, model.patch_size, config.mask_ratio)
     transform = PretrainTransform(model.data_config, model.img_size, aug=config.aug)
     dataset = PretrainDataset(source, transform, masks, seed=config.seed, skip_log=skip_log)
     return model, dataset, skip_log

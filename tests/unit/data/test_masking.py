@@ -73,3 +73,32 @@ def test_uniform_over_cells():
 def test_refuses_invalid_sizes(args, needle):
     with pytest.raises(UserError, match=needle):
         MaskGenerator(*args)
+
+
+@pytest.mark.parametrize(
+    ("img", "patch", "expected"),
+    [(192, 4, 32), (224, 16, 32), (128, 16, 32), (64, 8, 16), (64, 4, 16), (32, 8, 8),
+     (96, 16, 16), (16, 16, 16)],
+)  # fmt: skip
+def test_default_mask_patch_is_the_paper_cell_or_a_quarter_of_small_images(img, patch, expected):
+    from simmim_deploy.data.masking import MaskGenerator, default_mask_patch_size
+
+    size = default_mask_patch_size(img, patch)
+    assert size == expected
+    gen = MaskGenerator(img, size, patch, 0.6)  # always a valid cell for the generator
+    assert gen.cells_per_side >= min(4, img // patch)
+
+
+def test_pretraining_without_a_mask_cell_uses_the_small_image_default():
+    from PIL import Image
+
+    from simmim_deploy.data.builtin import BuiltinData
+    from simmim_deploy.train.pretrain import PretrainConfig, _build
+
+    images = BuiltinData([Image.new("RGB", (28, 28))] * 4, None, None, "four blank images")
+    cfg = PretrainConfig(model="vit_nano_patch8_32", img_size=32)
+    assert cfg.mask_patch_size is None
+    _, dataset, _ = _build(cfg, images, None)
+    assert dataset.mask_generator.mask_patch_size == 8  # 32 px cells would mask the whole image
+    _, dataset, _ = _build(PretrainConfig(model="vit_nano_patch8_32", img_size=64), images, None)
+    assert dataset.mask_generator.mask_patch_size == 16
