@@ -189,3 +189,28 @@ def test_decode_task_reads_uris_like_local_paths(cls_bundle: Path, photos: Path)
     np.testing.assert_array_equal(out["image"][1], want.array)
     assert list(out["error"]) == ["", "", "no such file: file:///no/x.jpg"]
     assert (out["width"][0], out["height"][0]) == (want.width, want.height)
+
+
+def test_without_the_ray_extra_the_error_names_it(
+    cls_bundle: Path, photos: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "sitecustomize.py").write_text(
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'ray' or name.startswith('ray.'):\n"
+        "            raise ImportError('ray is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{Path(__file__).resolve().parents[3]}"}
+    cmd = [sys.executable, "-m", "simmim_deploy.cli.main", "predict", str(cls_bundle),
+           str(photos), "--engine", "ray"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines() == [
+        "error: the optional package 'ray' is not installed (needed for predict --engine ray): "
+        "pip install 'simmim-deploy[ray]'"
+    ]
