@@ -183,7 +183,10 @@ def _build(
         "dynamic_axes": {"images": [0]},
     }
     facts["outputs"] = F.output_specs(ort_session(fp32), reference)
-    ctx = ConvertContext(calib, cfg.calib_method, cfg.int8_scope)
+    ctx = ConvertContext(
+        calib, cfg.calib_method, cfg.int8_scope,
+        on_calib_batch=lambda done, total: step(f"calibrating int8: batch {done}/{total}"),
+    )  # fmt: skip
     details: dict[str, dict[str, Any]] = {"fp32": {"float_ops": [], "exporter": result.exporter}}
     parity: dict[str, Any] = {
         "data": vset.data.description,

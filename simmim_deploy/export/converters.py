@@ -22,11 +22,13 @@ class ConvertContext:
         calib_images: float32 ``(N, 3, S, S)`` real images (static INT8), or None.
         calib_method: ``minmax`` | ``entropy`` | ``percentile``.
         int8_scope: ``linear`` | ``all``.
+        on_calib_batch: calibration progress, ``(batches fed, total batches)``.
     """
 
     calib_images: np.ndarray | None = None
     calib_method: str = "minmax"
     int8_scope: str = "linear"
+    on_calib_batch: Callable[[int, int], None] | None = None
 
 
 def _fp16(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
@@ -39,7 +41,10 @@ def _int8_static(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
     from simmim_deploy.export.quantize import quantize_static_int8
 
     assert ctx.calib_images is not None, "static INT8 needs calibration images"
-    info = quantize_static_int8(src, dst, ctx.calib_images, ctx.calib_method, ctx.int8_scope)
+    info = quantize_static_int8(
+        src, dst, ctx.calib_images, ctx.calib_method, ctx.int8_scope,
+        on_batch=ctx.on_calib_batch,
+    )  # fmt: skip
     return {
         "float_ops": info.float_ops,
         "quantization": {

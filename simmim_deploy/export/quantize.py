@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +58,20 @@ class ArrayCalibrationReader:
         images: float32 ``(N, 3, S, S)`` eval-preprocessed real images.
         input_name: the graph input's name.
         batch_size: images per calibration step.
+        on_batch: called with ``(batches fed, total batches)`` (progress display).
     """
 
-    def __init__(self, images: np.ndarray, input_name: str, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        input_name: str,
+        batch_size: int = 16,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.images, self.input_name, self.batch_size = images, input_name, batch_size
         self._it: Iterator[dict[str, np.ndarray]] | None = None
         self._range = (0, len(self))
+        self.on_batch, self._fed = on_batch, 0
 
     def __len__(self) -> int:
         """Number of batches (the unit of ``set_range``)."""
@@ -77,6 +85,9 @@ class ArrayCalibrationReader:
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         for b in range(*self._range):
             chunk = self.images[b * self.batch_size : (b + 1) * self.batch_size]
+            self._fed += 1
+            if self.on_batch is not None:
+                self.on_batch(min(self._fed, len(self)), len(self))
             yield {self.input_name: np.ascontiguousarray(chunk)}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -115,6 +126,7 @@ def quantize_static_int8(
     method: str = "minmax",
     scope: str = "linear",
     per_channel: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> QuantInfo:
     """Static QDQ INT8 quantization calibrated on real images.
 
@@ -125,6 +137,7 @@ def quantize_static_int8(
         method: ``minmax``, ``entropy`` or ``percentile`` activation ranges.
         scope: ``linear`` (Linear layers + patch-embed Conv) or ``all``.
         per_channel: per-output-channel weight scales.
+        on_batch: calibration progress, ``(batches fed, total batches)``.
 
     Returns:
         :class:`QuantInfo` with the ops that stayed float.
@@ -162,7 +175,7 @@ def quantize_static_int8(
         kwargs["nodes_to_quantize"] = linear_scope_nodes(model)
         # Without this ONNX Runtime also quantizes the outputs, feeding INT8 into GELU/residuals.
         extra["OpTypesToExcludeOutputQuantization"] = ["MatMul", "Gemm", "Conv"]
-    reader = ArrayCalibrationReader(calib_images, model.graph.input[0].name)
+    reader = ArrayCalibrationReader(calib_images, model.graph.input[0].name, on_batch=on_batch)
     with atomic_path(dst) as tmp:
         quantize_static(
             model,

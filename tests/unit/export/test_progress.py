@@ -1,0 +1,45 @@
+"""export reports each step as it starts, INT8 calibration batch by batch (the CLI shows it)."""
+
+from __future__ import annotations
+
+import torch
+
+import simmim_deploy.models  # noqa: F401  (registers the tiny encoders)
+from simmim_deploy.core.checkpoint_meta import CheckpointMeta
+from simmim_deploy.export.bundle import export_bundle
+from simmim_deploy.export.config import ExportConfig
+from simmim_deploy.models.classifier import build_classifier_from_meta
+
+
+def test_export_steps_and_calibration_batches(tmp_path) -> None:
+    meta = CheckpointMeta(
+        task="classification", model_name="vit_nano_patch8_32", img_size=32,
+        class_names=tuple(str(i) for i in range(10)), mean=(0.5,) * 3, std=(0.25,) * 3,
+    ).to_dict()  # fmt: skip
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": build_classifier_from_meta(meta).state_dict(), "meta": meta}, checkpoint)
+    # Random weights give near-tied logits: INT8 budgets would test luck, not the progress.
+    loose = {"int8": {"min_cosine": 0.0, "min_top1_agreement": 0.0, "max_metric_drop": 100.0}}
+    steps: list[str] = []
+    export_bundle(
+        ExportConfig(
+            checkpoint=str(checkpoint),
+            out=str(tmp_path / "bundle"),
+            precision=("fp32", "int8"),
+            calib_data="builtin:digits",
+            calib_images=32,
+            eval_data="builtin:digits",
+            verify_images=16,
+            exporter="torchscript",
+            thresholds=loose,
+        ),  # fmt: skip
+        on_step=steps.append,
+    )
+    assert steps[0] == "loading best.pt"
+    assert any(s.startswith("loading calibration images") for s in steps)
+    # 32 calibration images in batches of 16: both batches are reported, in order.
+    calib = [s for s in steps if s.startswith("calibrating int8: batch")]
+    assert calib[-1] == "calibrating int8: batch 2/2" and calib[0] == "calibrating int8: batch 1/2"
+    assert steps.index("converting int8 (calibrating)") < steps.index(calib[0])
+    assert steps[-1] == "verifying int8 on 16 images"
