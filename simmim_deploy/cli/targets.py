@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from simmim_deploy.core.errors import UserError
+
 
 def open_target(path: str | Path, backend: str | None, threads: int | None) -> tuple[Any, Any]:
     """``(torch backend, manifest)`` for a checkpoint or ``--backend torch``, else ``(None, None)``.
@@ -21,6 +23,11 @@ def open_target(path: str | Path, backend: str | None, threads: int | None) -> t
 
     if backend != "torch" and not is_checkpoint(path):
         return None, None
-    from simmim_deploy.models.torch_backend import open_torch_backend
-
+    try:  # models/ imports torch and timm on import
+        from simmim_deploy.models.torch_backend import open_torch_backend
+    except ImportError as exc:
+        raise UserError(
+            f"a checkpoint or --backend torch needs PyTorch and timm ({exc}): pip install "
+            "simmim-deploy with torch, or give an exported bundle"
+        ) from None
     return open_torch_backend(path, threads)
