@@ -1,10 +1,12 @@
-"""Dense object detector on a (SimMIM-pretrained) timm encoder: backbone + neck + FCOS head.
+"""Dense object detector on a (SimMIM-pretrained) timm encoder: backbone + neck + dense head.
 
 - ``backbone``: the timm encoder itself, so its parameter names are timm's under ``backbone.``
   and a SimMIM encoder state dict loads into it unchanged.
 - ``neck``: ViT -> ViTDet-style simple feature pyramid from the last feature map; Swin -> its
   stages plus a small FPN (:mod:`simmim_deploy.models.det_neck`).
-- ``head``: FCOS (shared conv towers; class logits, ltrb distances, centerness).
+- ``head``: FCOS (shared conv towers; class logits, ltrb distances, centerness) over the
+  pyramid, or CenterNet (heatmap peaks, size, offset) on its finest level
+  (:mod:`simmim_deploy.models.centernet_head`; which one: :mod:`simmim_deploy.models.det_plan`).
 
 ``forward`` is the exportable inference graph (decode + NMS + top-k with fixed-size outputs);
 ``forward_train`` returns the raw head outputs for :mod:`simmim_deploy.models.det_loss`.
@@ -23,6 +25,7 @@ from torch import nn
 
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.models import adapter
+from simmim_deploy.models.centernet_head import CenterNetHead, decode_centernet
 from simmim_deploy.models.det_loss import scale_ranges
 from simmim_deploy.models.det_neck import (
     SimpleFeaturePyramid,
@@ -35,6 +38,7 @@ from simmim_deploy.models.postprocess import PostprocessConfig, decode_ltrb, pos
 log = logging.getLogger(__name__)
 
 DEFAULT_STRIDES = (8, 16, 32)
+HEAD_TYPES = ("fcos", "centernet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +51,7 @@ class HeadConfig:
         num_convs: conv layers in each head tower.
         range_mult: FCOS size-of-interest multiplier (see ``det_loss.scale_ranges``).
         center_radius: centre-sampling radius in strides (0 disables it).
+        type: ``fcos`` (every stride) or ``centernet`` (the finest stride only).
     """
 
     strides: tuple[int, ...] = DEFAULT_STRIDES
@@ -54,6 +59,7 @@ class HeadConfig:
     num_convs: int = 2
     range_mult: float = 8.0
     center_radius: float = 1.5
+    type: str = "fcos"
 
 
 class FcosHead(nn.Module):
@@ -124,6 +130,8 @@ class Detector(nn.Module):
         self.post_cfg = post_cfg
         self.swin = adapter.is_swin(backbone)
         strides = tuple(head_cfg.strides)
+        if head_cfg.type not in HEAD_TYPES:
+            raise UserError(f"unknown detection head '{head_cfg.type}' (choose from {HEAD_TYPES})")
         if any(img_size % s for s in strides):
             raise UserError(f"img_size {img_size} must be a multiple of every stride {strides}")
         self.stage_indices: list[int] = []
@@ -136,7 +144,12 @@ class Detector(nn.Module):
             self.neck = SimpleFeaturePyramid(
                 adapter.num_features(backbone), stride, strides, head_cfg.channels
             )
-        self.head = FcosHead(head_cfg.channels, num_classes, head_cfg.num_convs, len(strides))
+        self.centernet = head_cfg.type == "centernet"
+        self.head: nn.Module = (
+            CenterNetHead(head_cfg.channels, num_classes, head_cfg.num_convs)
+            if self.centernet
+            else FcosHead(head_cfg.channels, num_classes, head_cfg.num_convs, len(strides))
+        )
         points, point_strides, point_ranges = _grid(img_size, strides, head_cfg.range_mult)
         # Fixed input size -> fixed point grid: constants in the exported graph.
         self.register_buffer("points", points, persistent=False)
@@ -160,9 +173,13 @@ class Detector(nn.Module):
             images: ``(B, 3, S, S)`` normalised, letterboxed images.
 
         Returns:
-            ``cls_logits (B, N, C)``, ``ltrb (B, N, 4)`` pixels, ``boxes (B, N, 4)`` xyxy
+            FCOS: ``cls_logits (B, N, C)``, ``ltrb (B, N, 4)`` pixels, ``boxes (B, N, 4)`` xyxy
             (unclipped), ``centerness (B, N)`` logits; ``N`` points over all levels.
+            CenterNet: ``heat``, ``size``, ``offset`` maps of the finest stride (see
+            :class:`~simmim_deploy.models.centernet_head.CenterNetHead`).
         """
+        if self.centernet:
+            return self.head(self.features(images)[0])
         cls_logits, ltrb, ctr = self.head(self.features(images), tuple(self.head_cfg.strides))
         xy = self.points.unsqueeze(0)
         boxes = torch.cat([xy - ltrb[..., :2], xy + ltrb[..., 2:]], dim=-1)
@@ -186,6 +203,12 @@ class Detector(nn.Module):
         """
         if raw:
             return self.forward_train(images)
+        if self.centernet:
+            maps = self.head(self.features(images)[0])
+            boxes, scores = decode_centernet(
+                maps["heat"], maps["size"], maps["offset"], self.head_cfg.strides[0], self.img_size
+            )
+            return postprocess(boxes, scores, self.post_cfg, self.img_size)
         cls_logits, ltrb, ctr = self.head(self.features(images), tuple(self.head_cfg.strides))
         boxes = decode_ltrb(self.points, ltrb, self.img_size)
         scores = torch.sqrt(torch.sigmoid(cls_logits) * torch.sigmoid(ctr).unsqueeze(-1))
@@ -282,6 +305,8 @@ def detector_meta(
     ``model_kwargs`` are the architecture-relevant ``timm.create_model`` kwargs (not
     ``drop_path_rate``, which only matters in training).
     """
+    from simmim_deploy.core.checkpoint_meta import CheckpointMeta
+
     data_cfg = timm.data.resolve_data_config({}, model=model.backbone)
     return CheckpointMeta(
         task="detection",
@@ -300,9 +325,7 @@ def detector_meta(
 
 def build_detector_from_meta(meta: dict[str, Any]) -> Detector:
     """Rebuild the (untrained) detector a checkpoint's ``meta`` describes."""
-    head = {k: v for k, v in meta.get("head", {}).items() if k != "type"}
-    from simmim_deploy.core.checkpoint_meta import CheckpointMeta
-
+    head = dict(meta.get("head", {}))
     return build_detector(
         meta["model_name"],
         int(meta["num_classes"]),

@@ -22,6 +22,7 @@ from torch import nn
 from simmim_deploy.core.atomic import atomic_write_text
 from simmim_deploy.core.config import config_to_dict, save_config
 from simmim_deploy.data.coco_eval import coco_ground_truth, coco_map, coco_results
+from simmim_deploy.models.centernet_loss import centernet_loss
 from simmim_deploy.models.det_loss import assign_targets, fcos_loss
 from simmim_deploy.models.detector import Detector
 from simmim_deploy.train.checkpointing import BestCheckpoint, check_run_folder
@@ -66,6 +67,12 @@ class DetectTask(TrainTask):
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         det = self.det
         raw = model(batch["images"], raw=True)  # through the (DDP/compile) wrapper
+        if det.centernet:
+            losses = centernet_loss(
+                raw["heat"], raw["size"], raw["offset"], batch["boxes"], batch["labels"],
+                det.head_cfg.strides[0],
+            )  # fmt: skip
+            return losses["loss"], {k: v.detach() for k, v in losses.items() if k != "loss"}
         radius = self.cfg.center_radius or None
         targets = assign_targets(
             det.points, det.point_strides, det.point_ranges, batch["boxes"], batch["labels"],
@@ -104,7 +111,8 @@ def build_run_detector(cfg: DetectConfig, num_classes: int) -> Detector:
     from simmim_deploy.models.postprocess import PostprocessConfig
 
     head = HeadConfig(
-        strides=tuple(cfg.strides),
+        type=cfg.head,
+        strides=tuple(cfg.strides or ()),
         channels=cfg.neck_channels,
         num_convs=cfg.head_convs,
         range_mult=cfg.range_mult,
@@ -115,6 +123,20 @@ def build_run_detector(cfg: DetectConfig, num_classes: int) -> Detector:
     return build_detector(
         cfg.model, num_classes, int(cfg.img_size or 0), cfg.pretrained, head, post, kwargs
     )
+
+
+def plan_run_detector(cfg: DetectConfig, train: Any) -> tuple[DetectConfig, str]:
+    """``cfg`` with ``head`` and ``strides`` chosen from the training boxes when left to auto,
+    and the one-line reason (:mod:`simmim_deploy.models.det_plan`)."""
+    import dataclasses
+
+    from simmim_deploy.models.det_plan import box_statistics, encoder_strides, plan_head
+
+    size = int(cfg.img_size or 0)
+    allowed, hierarchical = encoder_strides(cfg.model, size, dict(cfg.model_kwargs))
+    stats = box_statistics(train.images, size)
+    plan = plan_head(stats, allowed, cfg.head, cfg.strides, hierarchical)
+    return dataclasses.replace(cfg, head=plan.type, strides=plan.strides), f"head: {plan.reason}"
 
 
 def run_detect(config: DetectConfig) -> dict[str, Any]:
@@ -136,13 +158,14 @@ def run_detect(config: DetectConfig) -> dict[str, Any]:
     check_run_folder(out, cfg.resume)
     seed_everything(cfg.seed)
     splits = load_detection_splits(cfg.data, cfg.val_data, out, cfg.val_split or 0.1, cfg.seed)
+    cfg, head_note = plan_run_detector(cfg, splits.train)
     model = build_run_detector(cfg, len(splits.class_names))
     meta = detector_meta(model, splits.class_names, cfg.model, dict(cfg.model_kwargs))
     meta.update(pretrained=cfg.pretrained, train_config=config_to_dict(cfg))
     skip_log = SkipLog(out)
     train_set = DetectionDataset(
         splits.train, cfg.img_size or 0, meta["mean"], meta["std"], train=True,
-        skip_log=skip_log, jitter=cfg.jitter, seed=cfg.seed, hflip=cfg.hflip,
+        skip_log=skip_log, jitter=cfg.jitter, seed=cfg.seed, hflip=cfg.hflip, aug=cfg.aug,
     )  # fmt: skip
     engine_cfg = EngineConfig.from_options(cfg)
     opt = build_optimization(
@@ -160,7 +183,7 @@ def run_detect(config: DetectConfig) -> dict[str, Any]:
     result = fit(
         model, task, train_set, engine_cfg, opt.optimizer, opt.scheduler, out, meta=meta,
         collate_fn=collate_detection, description=f"detect {cfg.model}",
-        notes=(splits.description, *opt.notes),
+        notes=(splits.description, head_note, *opt.notes),
     )  # fmt: skip
     summary: dict[str, Any] = {}
     if result.dist.is_main:

@@ -9,7 +9,7 @@ resolved values. Conflicting options are refused, never rewritten.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 from simmim_deploy.core.config import option, redefault
 from simmim_deploy.core.errors import UserError
@@ -19,7 +19,9 @@ from simmim_deploy.train.run_options import RunOptions
 
 # ViTDet fine-tunes ViT-B with layer decay 0.7; Swin FPN detectors use a milder 0.9.
 LAYER_DECAY = {"vit": 0.7, "swin": 0.9}
-DEFAULT_LR = 8e-4  # per 512 images: ViTDet's 1e-4 at batch 64
+# Per 512 images (used as is below batch 512): AdamW 1e-3 trains small detection sets well at
+# batch 8 (README, detection); ViTDet's 1e-4 at batch 64 is 8e-4 per 512.
+DEFAULT_LR = 1e-3
 WARMUP_EPOCHS = 1.0
 
 
@@ -63,13 +65,20 @@ class DetectConfig(RunOptions):
     weight_decay: float = option(0.05, "AdamW weight decay.")
     neck_channels: int = option(128, "Channels of the neck and the head.")
     head_convs: int = option(2, "Convolutions in each head tower.")
-    strides: tuple[int, ...] = option((8, 16, 32), "Pyramid strides, ascending (comma list).")
+    head: Literal["auto", "fcos", "centernet"] = option(
+        "auto", "Detection head: auto (chosen from the training boxes), fcos or centernet."
+    )
+    strides: tuple[int, ...] | None = option(
+        None, "Pyramid strides, ascending (comma list; default: chosen from the training boxes)."
+    )
     range_mult: float = option(8.0, "FCOS level size ranges: stride x this.")
     center_radius: float = option(1.5, "FCOS centre sampling radius in strides (0: off).")
     jitter: float = option(
         0.75, "Smallest share of the input the longer side takes (scale jitter)."
     )
-    hflip: float = option(0.5, "Horizontal flip probability in training.")
+    hflip: float | None = option(
+        None, "Horizontal flip probability in training (default: the --aug preset's)."
+    )
     score_thresh: float = option(0.05, "Drop detections scoring at or below this.")
     nms_iou: float = option(0.6, "Class-aware NMS IoU.")
     pre_nms_topk: int = option(1000, "Candidates kept before NMS.")
@@ -91,13 +100,19 @@ class DetectConfig(RunOptions):
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
             raise UserError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         for name in ("score_thresh", "nms_iou", "hflip"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.1 <= self.jitter <= 1.0:
             raise UserError(f"jitter must be in [0.1, 1], got {self.jitter}")
-        if list(self.strides) != sorted(set(self.strides)) or not self.strides:
+        if self.strides is not None and (
+            list(self.strides) != sorted(set(self.strides)) or not self.strides
+        ):
             raise UserError(f"strides must be distinct and ascending, got {list(self.strides)}")
-        if self.img_size is not None and any(self.img_size % s for s in self.strides):
+        if (
+            self.strides
+            and self.img_size is not None
+            and any(self.img_size % s for s in self.strides)
+        ):
             raise UserError(f"img_size {self.img_size} must be a multiple of {max(self.strides)}")
         if self.drop_path < 0 or self.weight_decay < 0 or self.center_radius < 0:
             raise UserError("drop_path, weight_decay and center_radius must be >= 0")
