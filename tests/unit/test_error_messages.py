@@ -83,30 +83,3 @@ def test_benchmark_images_skips_and_names_a_bad_file(tmp_path: Path, caplog) -> 
     (tmp_path / "good.jpg").unlink()
     with pytest.raises(UserError, match="no readable image"):
         sample_images(str(tmp_path))
-
-
-def test_export_and_verify_end_with_the_next_command(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    import simmim_deploy.models  # noqa: F401  (registers the tiny encoders)
-    from simmim_deploy.cli.main import app
-    from simmim_deploy.core.checkpoint_meta import CheckpointMeta
-    from simmim_deploy.models.classifier import build_classifier_from_meta
-
-    meta = CheckpointMeta(
-        task="classification", model_name="vit_nano_patch8_32", img_size=32,
-        class_names=tuple(str(i) for i in range(10)), mean=(0.5,) * 3, std=(0.25,) * 3,
-    ).to_dict()  # fmt: skip
-    torch.manual_seed(0)
-    checkpoint = tmp_path / "best.pt"
-    torch.save({"model": build_classifier_from_meta(meta).state_dict(), "meta": meta}, checkpoint)
-    bundle = tmp_path / "my bundle"
-    common = ["--exporter", "torchscript", "--eval-data", "builtin:digits"]
-    res = CliRunner().invoke(app, ["export", str(checkpoint), "--out", str(bundle), *common])
-    assert res.exit_code == 0, res.output
-    assert f"next: simmim-deploy predict {bundle} IMAGES/" in res.output
-    res = CliRunner().invoke(
-        app, ["verify", str(bundle), "--data", "builtin:digits", "--limit", "8"]
-    )
-    assert res.exit_code == 0, res.output
-    assert "fp32: passed" in res.output and "next: simmim-deploy predict" in res.output
