@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from simmim_deploy.core.atomic import atomic_write_text
-from simmim_deploy.core.config import config_to_dict, save_config
-from simmim_deploy.train.budget import apply_budget
+from simmim_deploy.core.config import config_to_dict
 from simmim_deploy.train.checkpointing import BestCheckpoint, check_run_folder
 from simmim_deploy.train.classify_config import (
     EPOCHS,
@@ -31,8 +30,7 @@ from simmim_deploy.train.classify_config import (
     resolve_defaults,
 )
 from simmim_deploy.train.classify_eval import make_eval_loader, score, write_report
-from simmim_deploy.train.engine import EngineConfig, TrainTask, fit, seed_everything
-from simmim_deploy.train.engine import steps_per_epoch as engine_steps_per_epoch
+from simmim_deploy.train.engine import TrainTask, fit, seed_everything
 from simmim_deploy.train.metrics import plot_training_curves
 
 __all__ = ["ClassifyConfig", "ClassifyTask", "run_classify"]
@@ -181,7 +179,7 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
     from simmim_deploy.data.images import SkipLog
     from simmim_deploy.models.classifier import build_classifier, set_linear_probe
     from simmim_deploy.train import distributed as dist
-    from simmim_deploy.train.optimization import build_optimization
+    from simmim_deploy.train.driver import prepare_run
 
     cfg = resolve_defaults(config)
     out = Path(cfg.out)
@@ -213,44 +211,27 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
     train_set = ClassificationDataset(
         splits.train, train_transform(cfg, meta), skip_log, on_bad="substitute", seed=cfg.seed
     )
-    steps = engine_steps_per_epoch(len(train_set), EngineConfig.from_options(cfg, epochs=1))
-    cfg, budget_notes = apply_budget(
+    run = prepare_run(
         cfg,
         config.warmup_epochs,
-        steps,
+        model,
         len(train_set),
         base_epochs=EPOCHS,
         base_warmup=WARMUP_EPOCHS,
-    )
-    meta = checkpoint_meta(model, cfg, names)  # records the resolved budget
-    engine_cfg = EngineConfig.from_options(cfg)
-    opt = build_optimization(
-        model,
-        cfg,
-        steps,
         weight_decay=float(cfg.weight_decay or 0.0),
         layer_decay=cfg.layer_decay if cfg.mode == "full" else None,
     )
+    cfg, opt = run.config, run.optimization
+    meta = checkpoint_meta(model, cfg, names)  # records the resolved budget
     val_loader = make_eval_loader(
         splits.val, meta, cfg.eval_batch_size or 2 * cfg.batch_size, cfg.workers, skip_log
     )
     task = ClassifyTask(cfg, len(names), val_loader, names, meta, out)
-    if dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
     data_note = f"{splits.description}: {len(splits.train)} train / {len(splits.val)} val images"
     result = fit(
-        model,
-        task,
-        train_set,
-        engine_cfg,
-        opt.optimizer,
-        opt.scheduler,
-        out,
-        meta=meta,
-        description=f"classify {cfg.model}",
-        notes=(data_note, *budget_notes, *opt.notes),
-    )
+        model, task, train_set, run.engine, opt.optimizer, opt.scheduler, out, meta=meta,
+        description=f"classify {cfg.model}", notes=(data_note, *run.notes),
+    )  # fmt: skip
     summary: dict[str, Any] = {}
     if result.dist.is_main:
         summary = _finish(out, cfg, task, splits, skip_log, result, opt, describe_counts)

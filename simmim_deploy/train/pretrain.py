@@ -18,7 +18,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from simmim_deploy.core.config import config_to_dict, option, redefault, save_config
+from simmim_deploy.core.config import config_to_dict, option, redefault
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.train.run_options import RunOptions
 
@@ -109,28 +109,20 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
 
     from simmim_deploy.models.checkpoint import save_encoder
     from simmim_deploy.train import distributed as dist
-    from simmim_deploy.train.budget import apply_budget
-    from simmim_deploy.train.engine import EngineConfig, fit, seed_everything, steps_per_epoch
-    from simmim_deploy.train.optimization import build_optimization
+    from simmim_deploy.train.driver import prepare_run
+    from simmim_deploy.train.engine import fit, seed_everything
 
     seed_everything(config.seed)  # identical initial weights on every rank
     model, dataset, skip_log = _build(config, source, SkipLog(out))
-    steps = steps_per_epoch(len(dataset), EngineConfig.from_options(config, epochs=1))
-    resolved, budget_notes = apply_budget(
+    run = prepare_run(
         dataclasses.replace(
             config, img_size=model.img_size, mask_patch_size=dataset.mask_generator.mask_patch_size
         ),
         config.warmup_epochs,
-        steps,
+        model,
         len(dataset),
         base_epochs=EPOCHS,
         base_warmup=WARMUP_EPOCHS,
-    )
-    engine_cfg = EngineConfig.from_options(resolved)
-    opt = build_optimization(
-        model,
-        resolved,
-        steps,
         weight_decay=config.weight_decay,
         betas=(float(config.betas[0]), float(config.betas[1])),
         eps=config.eps,
@@ -138,8 +130,7 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
         milestones=config.milestones,
         gamma=config.gamma,
     )
-    if dist.is_main():  # the process group starts inside fit
-        save_config(resolved, out / "config.yaml")
+    resolved, opt = run.config, run.optimization
     task = _task(config, model, dataset)
     meta = {
         "kind": "simmim-pretrain",
@@ -151,13 +142,13 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
         model,
         task,
         dataset,
-        engine_cfg,
+        run.engine,
         opt.optimizer,
         opt.scheduler,
         out,
         meta=meta,
         description="pretrain",
-        notes=(*budget_notes, *opt.notes),
+        notes=run.notes,
     )
     dist.barrier()  # every rank's skip records are on disk before rank 0 merges them
     summary: dict[str, Any] = {}
