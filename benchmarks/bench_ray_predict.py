@@ -149,9 +149,10 @@ def main() -> None:
         "| median s to first record | median img/s after start-up |",
         "|---|---|---|---|---|---|",
         *(
-            f"| {k} | {best[k]:.1f} | {med[k]:.1f} | {ratio[k]:.2f}x | {first[k]} | {steady[k]:.1f} |"
+            f"| {k} | {best[k]:.1f} | {med[k]:.1f} | {ratio[k]:.2f}x | {first[k]} "
+            f"| {steady[k]:.1f} |"
             for k in kinds
-        ),  # fmt: skip
+        ),
     ]
     used = f"{described['backend']} {described.get('precision', '')}"
     header = (f"{args.images} JPEGs, {args.model if not args.bundle else bundle}, {used}, "
