@@ -38,6 +38,7 @@ Version 1 bundles (no ``crop_pct``, no ``data_split``) are read as version 2 wit
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -103,37 +104,36 @@ class Manifest:
             )
         if values["task"] not in TASKS:
             raise UserError(f"{where}: unknown task {values['task']!r} (expected one of {TASKS})")
+        # Fields parse themselves by this table (plain JSON values otherwise): adding a field to
+        # the dataclass is all a new manifest fact needs.
+        parsers: dict[str, Any] = {
+            "class_names": lambda v: tuple(str(c) for c in v),
+            "preprocess": lambda v: PreprocessSpec.from_dict(v, int(version)),
+            "data_split": DataSplit.from_dict,
+            "engines": lambda v: list(v or []),
+            "batch": lambda v: dict(v or {}),
+        }
         fields = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        return cls(
-            task=values["task"],
-            class_names=tuple(str(c) for c in values["class_names"]),
-            input=dict(values["input"]),
-            preprocess=PreprocessSpec.from_dict(values["preprocess"], int(version)),
-            outputs=list(values["outputs"]),
-            artefacts=dict(values["artefacts"]),
-            model_name=values.get("model_name"),
-            engines=list(values.get("engines") or []),
-            batch=dict(values.get("batch") or {}),
-            data_split=DataSplit.from_dict(values.get("data_split")),
-            extra={k: v for k, v in values.items() if k not in fields and k != "format_version"},
-        )
+        known = {k: parsers.get(k, copy.deepcopy)(v) for k, v in values.items() if k in fields}
+        extra = {k: v for k, v in values.items() if k not in fields and k != "format_version"}
+        return cls(**known, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written to ``manifest.json`` (the current ``format_version``)."""
-        return {
-            "format_version": FORMAT_VERSION,
-            "task": self.task,
-            "model_name": self.model_name,
-            "class_names": list(self.class_names),
-            "input": dict(self.input),
-            "preprocess": self.preprocess.to_dict(),
-            "outputs": list(self.outputs),
-            "artefacts": dict(self.artefacts),
-            "engines": list(self.engines),
-            "batch": dict(self.batch),
-            "data_split": self.data_split.to_dict() if self.data_split else None,
-            **self.extra,
-        }
+        out: dict[str, Any] = {"format_version": FORMAT_VERSION}
+        for field in dataclasses.fields(self):
+            if field.name != "extra":
+                out[field.name] = _plain(getattr(self, field.name))
+        return {**out, **self.extra}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: typed parts through their ``to_dict``, tuples as lists."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return list(value)
+    return copy.deepcopy(value)
 
 
 def checkpoint_manifest(meta: CheckpointMeta, batch: tuple[int, int, int] = (1, 8, 32)) -> Manifest:
