@@ -27,7 +27,7 @@ import typer
 from simmim_deploy.core.config import flag_of, is_required, load_config
 from simmim_deploy.core.errors import UserError
 
-SHARED_PANEL = "Run options (the same in every train command)"
+SHARED_PANEL = "Run options (shared by the train commands)"
 
 
 def config_command(

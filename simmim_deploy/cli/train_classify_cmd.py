@@ -8,7 +8,7 @@ import typer
 
 from simmim_deploy.cli.options import config_command
 from simmim_deploy.train.classify_config import ClassifyConfig
-from simmim_deploy.train.run_options import RunOptions
+from simmim_deploy.train.run_options import FinetuneOptions
 
 DOC = """Fine-tune a classifier from a SimMIM encoder (or from scratch with --pretrained none).
 
@@ -36,4 +36,4 @@ def _run(cfg: ClassifyConfig) -> None:
         )
 
 
-classify = config_command(ClassifyConfig, _run, DOC, shared=RunOptions)
+classify = config_command(ClassifyConfig, _run, DOC, shared=FinetuneOptions)

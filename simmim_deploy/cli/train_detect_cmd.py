@@ -8,7 +8,7 @@ import typer
 
 from simmim_deploy.cli.options import config_command
 from simmim_deploy.train.detect_config import DetectConfig
-from simmim_deploy.train.run_options import RunOptions
+from simmim_deploy.train.run_options import FinetuneOptions
 
 DOC = """Fine-tune a detector (encoder + ViTDet pyramid or Swin FPN + dense head).
 
@@ -32,4 +32,4 @@ def _run(cfg: DetectConfig) -> None:
         )
 
 
-detect = config_command(DetectConfig, _run, DOC, shared=RunOptions)
+detect = config_command(DetectConfig, _run, DOC, shared=FinetuneOptions)
