@@ -29,3 +29,4 @@ def build(
             f"engine written: {entry['file']} (sm{entry['compute_capability']}, "
             f"TensorRT {entry['tensorrt_version']}, batch {entry['batch']})"
         )
+    typer.echo(f"next: simmim-deploy serve {source} --backend trt  (or: simmim-deploy triton)")

@@ -42,3 +42,4 @@ def triton(
         overwrite=overwrite,
     )
     typer.echo(f"Triton model written: {model_dir}")
+    typer.echo(f"next: tritonserver --model-repository {out}")
