@@ -49,7 +49,13 @@ def read_weights_file(path: str | Path) -> dict[str, Any]:
             return dict(load_file(str(p), device="cpu"))
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means "not a weights file we read"
+        import zipfile
+
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not zipfile.is_zipfile(p):
+            first = "neither safetensors nor a PyTorch zip archive"
+        elif "weights_only" in str(exc):  # torch's advice would be to unpickle: never
+            first = "it holds pickled objects"
         raise UserError(
             f"cannot read {p} as weights (safetensors, or torch.save of tensors only; pickled "
             f"objects are refused): {first[:200]}"

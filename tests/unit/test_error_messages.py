@@ -83,3 +83,23 @@ def test_benchmark_images_skips_and_names_a_bad_file(tmp_path: Path, caplog) -> 
     (tmp_path / "good.jpg").unlink()
     with pytest.raises(UserError, match="no readable image"):
         sample_images(str(tmp_path))
+
+
+class _Pickled:
+    """Any object: torch.save pickles it, weights_only loading refuses it."""
+
+
+def test_pickled_objects_and_foreign_weights_never_get_torchs_advice(tmp_path: Path) -> None:
+    from simmim_deploy.models.checkpoint import read_weights_file
+    from simmim_deploy.models.factory import read_checkpoint
+
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"model": {}, "meta": _Pickled()}, pickled)
+    for read in (read_checkpoint, read_weights_file):
+        with pytest.raises(UserError, match="pickled objects") as err:
+            read(pickled)
+        assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+    text = tmp_path / "encoder.pth"
+    text.write_text("not weights")
+    with pytest.raises(UserError, match="neither safetensors nor a PyTorch zip archive"):
+        read_weights_file(text)
