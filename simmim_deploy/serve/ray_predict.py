@@ -70,8 +70,9 @@ def connect(address: str | None) -> tuple[Any, bool]:
     """Join ``address`` / ``$RAY_ADDRESS``, reuse a running session, or start a local instance.
 
     Returns:
-        ``(ray, started)``; ``started`` is True when this call started Ray (then the caller
-        shuts it down).
+        ``(ray, connected)``; ``connected`` is True when this call started a local instance or
+        joined a cluster: the caller then calls ``ray.shutdown()``, which stops a local instance
+        and only disconnects from a cluster.
     """
     address = address or os.environ.get("RAY_ADDRESS") or None
     if not address and "ray" not in sys.modules:
@@ -283,7 +284,7 @@ def run_ray_predict(
         "startup_s": round(startup, 3),
         "first_record_s": round(got["first"] or 0.0, 3),  # actors start, first batch decoded
         "checked": {"inputs": len(paths), "records": len(paths), "repeats_dropped": got["repeats"]},
-        "ray": {"started_here": started, "gcs_address": gcs, "cpus": resources.get("CPU"),
+        "ray": {"connected_here": started, "gcs_address": gcs, "cpus": resources.get("CPU"),
                 "gpus": resources.get("GPU", 0)},
     }  # fmt: skip
     if cfg.out_jsonl is None:
