@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -84,7 +85,8 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "simmim_deploy.cli.main", "serve", args.bundle,
            "--port", str(port), "--model-name", MODEL, "--max-batch", str(args.batch_size),
            "--max-wait-ms", str(args.max_wait_ms), "--backend", args.backend,
-           "--max-body-mb", "2", "--max-pixels", "4000000"]  # fmt: skip
+           "--max-body-mb", "2", "--max-pixels", "4000000",
+           "--timeout", str(args.server_timeout)]  # fmt: skip
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -173,6 +175,7 @@ async def load(url: str, jobs: list[Job], concurrency: int, limit_s: float) -> d
         "seconds": round(elapsed, 3),
         "valid_ok": sum(s == 200 for s, _ in valid),
         "valid_failed": sum(s != 200 for s, _ in valid),  # answered with an error
+        "valid_failed_status": dict(Counter(str(s) for s, _ in valid if s != 200)),
         "unanswered_at_limit": len(jobs) - len(results),  # still queued when time ran out
         "malformed_4xx": sum(400 <= s < 500 for s in bad),
         "malformed_other": sum(not 400 <= s < 500 for s in bad),
@@ -197,6 +200,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--malformed", type=int, default=1000)
     ap.add_argument("--time-limit", type=float, default=300.0, help="seconds per load phase")
+    ap.add_argument("--server-timeout", type=float, default=30.0, help="serve --timeout")
     ap.add_argument("--model-seconds", type=float, default=5.0)
     ap.add_argument("--out", default="benchmarks/results/serve_load.json")
     return ap.parse_args()
@@ -208,6 +212,9 @@ def _median_round(rounds: list[dict]) -> dict:
     out = dict(ranked[len(ranked) // 2])
     for key in ("sent", "answered", "valid_ok", "valid_failed", "unanswered_at_limit"):
         out[key] = sum(r[key] for r in rounds)
+    out["valid_failed_status"] = dict(
+        sum((Counter(r["valid_failed_status"]) for r in rounds), Counter())
+    )
     out["images_per_s_rounds"] = [r["images_per_s"] for r in rounds]
     return out
 
