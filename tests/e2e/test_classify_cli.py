@@ -42,6 +42,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("with space") / "classify run"
     output = _invoke([*TRAIN, "--out", str(out)])
     assert "classify done" in output
+    # the LR and its derivation, printed at the start: batch 32 < 512 keeps the per-512 value
+    assert "lr 0.005 = 0.005 per 512 images, floor rule below 512: effective batch 32" in output
+    assert "precision auto: " in output
     return out
 
 
@@ -68,6 +71,11 @@ def test_outputs_and_checkpoint_meta(run_dir: Path) -> None:
     assert set(metrics["per_class"]) == set(meta["class_names"])
     assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 100.0
     assert metrics["global_step"] == 6 and metrics["completed"]
+    assert (
+        metrics["lr_plan"]["lr"] == pytest.approx(5e-3) and metrics["lr_plan"]["lr_rule"] == "floor"
+    )
+    assert metrics["lr_plan"]["warmup_steps"] == 1  # the official 20 epochs, capped to 20% of 2
+    assert metrics["precision"] in ("fp32", "bf16") and metrics["early_stop"] is None
 
 
 def test_evaluate_command_reproduces_validation_score(run_dir: Path) -> None:
