@@ -229,17 +229,18 @@ def add_v2_routes(
     async def ready() -> Any:
         return Response(status_code=200 if batcher.running else 503)
 
-    async def model_metadata(request: fastapi.Request, model_name: str, version: str = "") -> Any:
+    # ``version`` is read from the path (the /versions/{version} routes), not a query option.
+    async def model_metadata(request: fastapi.Request, model_name: str) -> Any:
         check_token(request, cfg.token)
-        return lookup(model_name, version).metadata()
+        return lookup(model_name, request.path_params.get("version")).metadata()
 
-    async def model_ready(model_name: str, version: str = "") -> Any:
-        lookup(model_name, version)
+    async def model_ready(request: fastapi.Request, model_name: str) -> Any:
+        lookup(model_name, request.path_params.get("version"))
         return Response(status_code=200 if batcher.running else 503)
 
-    async def infer(request: fastapi.Request, model_name: str, version: str = "") -> Any:
+    async def infer(request: fastapi.Request, model_name: str) -> Any:
         check_token(request, cfg.token)
-        model = lookup(model_name, version)
+        model = lookup(model_name, request.path_params.get("version"))
         body = await read_body(request, cfg.max_body_bytes)
         encoding = request.headers.get("content-encoding")
         body = oip.decompress(body, encoding, cfg.max_body_bytes)
