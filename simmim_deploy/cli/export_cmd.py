@@ -11,7 +11,9 @@ def export(
     checkpoint: Path = typer.Argument(..., help="Fine-tuned best.pt (or its run folder)."),
     out: Path = typer.Option(..., "--out", help="Bundle directory to create."),
     precision: list[str] | None = typer.Option(
-        None, "--precision", help="fp32|fp16|int8|int8-dynamic; repeat for several (fp32 always)."
+        None,
+        "--precision",
+        help="fp32|fp16|int8|int8-dynamic|int8-w7; repeat for several (fp32 always).",
     ),
     calib_data: str | None = typer.Option(
         None, "--calib-data", help="Real calibration images: builtin:NAME or a folder (int8)."
@@ -43,8 +45,8 @@ def export(
     target: str | None = typer.Option(
         None,
         "--target",
-        help="cpu: every CPU artefact worth choosing among (fp32, int8, int8-dynamic), each "
-        "verified; --backend auto picks the fastest where it runs.",
+        help="cpu: every CPU artefact worth choosing among (fp32, int8, int8-dynamic, int8-w7), "
+        "each verified; --backend auto picks the fastest where it runs.",
     ),
     exporter: str | None = typer.Option(None, "--exporter", help="auto, dynamo or torchscript."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),

@@ -13,15 +13,16 @@ from typing import Literal
 
 from simmim_deploy.core.errors import UserError
 
-PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-w7")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 INT8_SCOPES = ("linear", "all")
 EXPORTERS = ("auto", "dynamo", "torchscript")
 # --target: every artefact worth choosing among on that hardware (``--backend auto`` measures
 # them on the machine that serves). CPU: static INT8 is fastest where the CPU has VNNI/AMX and
 # the file TensorRT also reads; dynamic INT8 needs no calibration and was as fast or faster on
-# AVX2; FP32 is the reference, and what OpenVINO runs in bf16 on CPUs with bf16 instructions.
-TARGETS = {"cpu": ("fp32", "int8", "int8-dynamic")}
+# AVX2; FP32 is the reference, and what OpenVINO runs in bf16 on CPUs with bf16 instructions;
+# int8-w7 (7-bit weights) is the INT8 file OpenVINO keeps accurate on CPUs without VNNI.
+TARGETS = {"cpu": ("fp32", "int8", "int8-dynamic", "int8-w7")}
 
 
 def parse_batch(text: str | Sequence[int]) -> tuple[int, int, int]:
@@ -60,6 +61,7 @@ DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
     "fp16": Thresholds(0.999, min_top1_agreement=0.98, max_metric_drop=0.5, min_box_iou=0.9),
     "int8": Thresholds(0.98, min_top1_agreement=0.9, max_metric_drop=1.5, min_box_iou=0.8),
     "int8-dynamic": Thresholds(0.98, min_top1_agreement=0.9, max_metric_drop=1.5, min_box_iou=0.8),
+    "int8-w7": Thresholds(0.98, min_top1_agreement=0.9, max_metric_drop=1.5, min_box_iou=0.8),
 }
 
 
@@ -159,7 +161,7 @@ class ExportConfig:
         # fp32 is the reference every other artefact derives from; keep the user's order after it.
         ordered = ("fp32",) + tuple(dict.fromkeys(p for p in precision if p != "fp32"))
         object.__setattr__(self, "precision", ordered)
-        if "int8" in ordered and not self.calib_data:
+        if {"int8", "int8-w7"} & set(ordered) and not self.calib_data:
             raise UserError(
                 "--precision int8 needs real calibration images: add "
                 "--calib-data PATH|builtin:NAME "

@@ -37,13 +37,15 @@ def _fp16(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
     return {"float_ops": convert_fp16(src, dst), "fp32_ops_policy": "LayerNorm/Softmax/reductions"}
 
 
-def _int8_static(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
+def _int8_static(
+    src: Path, dst: Path, ctx: ConvertContext, reduce_range: bool = False
+) -> dict[str, Any]:
     from simmim_deploy.export.quantize import quantize_static_int8
 
     assert ctx.calib_images is not None, "static INT8 needs calibration images"
     info = quantize_static_int8(
         src, dst, ctx.calib_images, ctx.calib_method, ctx.int8_scope,
-        on_batch=ctx.on_calib_batch,
+        on_batch=ctx.on_calib_batch, reduce_range=reduce_range,
     )  # fmt: skip
     return {
         "float_ops": info.float_ops,
@@ -53,11 +55,18 @@ def _int8_static(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
             "method": ctx.calib_method,
             "per_channel": True,
             "activations": "int8 symmetric",
+            "weights": "7-bit range (reduce_range)" if reduce_range else "int8 symmetric",
             "quantized_ops": info.quantized_ops,
             "num_quantized_nodes": info.num_quantized_nodes,
             "warnings": info.warnings,
         },
     }
+
+
+def _int8_w7(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
+    """Static Q/DQ INT8 with 7-bit weights: for OpenVINO on CPUs without VNNI, whose 8-bit dot
+    products saturate with full-range weights (OpenVINO's "saturation issue")."""
+    return _int8_static(src, dst, ctx, reduce_range=True)
 
 
 def _int8_dynamic(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
@@ -79,6 +88,7 @@ CONVERTERS: dict[str, Callable[[Path, Path, ConvertContext], dict[str, Any]]] = 
     "fp16": _fp16,
     "int8": _int8_static,
     "int8-dynamic": _int8_dynamic,
+    "int8-w7": _int8_w7,
 }
 
 FILENAMES: dict[str, str] = {
@@ -86,4 +96,5 @@ FILENAMES: dict[str, str] = {
     "fp16": "model.fp16.onnx",
     "int8": "model.int8.onnx",
     "int8-dynamic": "model.int8-dynamic.onnx",
+    "int8-w7": "model.int8-w7.onnx",
 }

@@ -127,6 +127,7 @@ def quantize_static_int8(
     scope: str = "linear",
     per_channel: bool = True,
     on_batch: Callable[[int, int], None] | None = None,
+    reduce_range: bool = False,
 ) -> QuantInfo:
     """Static QDQ INT8 quantization calibrated on real images.
 
@@ -138,6 +139,8 @@ def quantize_static_int8(
         scope: ``linear`` (Linear layers + patch-embed Conv) or ``all``.
         per_channel: per-output-channel weight scales.
         on_batch: calibration progress, ``(batches fed, total batches)``.
+        reduce_range: 7-bit weights (ONNX Runtime's ``reduce_range``): on CPUs without VNNI the
+            8-bit dot products of OpenVINO's kernels saturate with full-range weights.
 
     Returns:
         :class:`QuantInfo` with the ops that stayed float.
@@ -186,6 +189,7 @@ def quantize_static_int8(
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
+            reduce_range=reduce_range,
             extra_options=extra,
             **kwargs,
         )

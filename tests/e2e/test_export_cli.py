@@ -62,7 +62,9 @@ def test_target_cpu_then_openvino_verify_and_auto_predict(checkpoint: Path, tmp_
     bundle = tmp_path / "cpu bundle"
     profile = tmp_path / "profile.yaml"  # random weights: near-tied logits (see above)
     loose = "{min_cosine: 0.9, min_top1_agreement: 0.0, max_metric_drop: 100}"
-    profile.write_text(f"thresholds:\n  int8: {loose}\n  int8-dynamic: {loose}\n")
+    profile.write_text(
+        f"thresholds:\n  int8: {loose}\n  int8-dynamic: {loose}\n  int8-w7: {loose}\n"
+    )
     res = _run(
         "export", str(checkpoint), "--out", str(bundle), "--target", "cpu", "--calib-data",
         "builtin:digits", "--calib-images", "32", "--exporter", "torchscript",
@@ -70,7 +72,17 @@ def test_target_cpu_then_openvino_verify_and_auto_predict(checkpoint: Path, tmp_
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert list(manifest["artefacts"]) == ["fp32", "int8", "int8-dynamic"]
+    assert list(manifest["artefacts"]) == ["fp32", "int8", "int8-dynamic", "int8-w7"]
+    assert manifest["artefacts"]["int8-w7"]["quantization"]["weights"].startswith("7-bit")
+    import onnx
+    from onnx import numpy_helper
+
+    def weight_range(name: str) -> int:
+        inits = onnx.load(str(bundle / name)).graph.initializer
+        return max(int(abs(numpy_helper.to_array(t).astype(int)).max())
+                   for t in inits if t.data_type == onnx.TensorProto.INT8)  # fmt: skip
+
+    assert weight_range("model.int8-w7.onnx") <= 64 < weight_range("model.int8.onnx")
     assert all(a["verified"] for a in manifest["artefacts"].values())
     # Gated on OpenVINO too (f32 here: no bf16 instructions; bf16 where the CPU has them).
     for art in manifest["artefacts"].values():
