@@ -67,6 +67,8 @@ class Choice:
 
     def line(self) -> str:
         """One line: the choice, why (every timing) and where the timings come from."""
+        if not self.images_per_s:
+            return f"backend auto: {self.label} (the only verified CPU candidate; nothing measured)"
         ranked = sorted(self.images_per_s.items(), key=lambda kv: (-kv[1], kv[0]))
         table = " | ".join(f"{k} {v:.1f}" for k, v in ranked)
         how = f"cached in {self.cache}" if self.cached else f"measured now, cached in {self.cache}"
@@ -193,6 +195,9 @@ def choose_backend(
     labels = candidates(manifest, precision)
     batch = int((manifest.get("batch") or {}).get("opt", 8))
     path = cache_dir() / f"{cache_key(manifest, labels, threads, batch)}.json"
+    if len(labels) == 1:  # nothing to choose between: no measurement, no cache
+        choice = Choice(labels[0], {}, batch, path, cached=False)
+        return open_one(choice.backend, choice.precision), choice
     timings = None if refresh else _read_cache(path, labels)
     if timings is not None:
         choice = Choice(choose(timings), timings, batch, path, cached=True)

@@ -104,6 +104,9 @@ def test_only_verified_pairs_are_candidates(
     assert candidates(manifest) == ["ort-cpu/fp32"]
     del manifest["artefacts"]["fp32"]["verified_on"]
     assert candidates(manifest) == ["ort-cpu/fp32"]
+    only = open_backend(bundle, manifest, "auto")  # one candidate: opened without measuring
+    assert "only verified" in only.describe()["notes"][-1]
+    assert not list(private_cache.glob("*.json"))
     manifest = read_manifest(bundle)
     from simmim_deploy.core.errors import UserError
 
