@@ -109,9 +109,13 @@ class BestCheckpoint:
             torch.save({"model": state, "meta": meta, "metrics": kept}, tmp)
         return True
 
-    def patience_spent(self, patience: int | None, label: str) -> str | None:
-        """The early-stopping line once ``patience`` validations passed without a better score."""
-        if not patience or self.stale < patience:
+    def patience_spent(self, patience: int | None, label: str, done: int, total: int) -> str | None:
+        """The early-stopping line once ``patience`` validations passed without a better score.
+
+        Never in the first half of the run (``done`` of ``total`` epochs): the LR is still high
+        there and small-data scores are noisy.
+        """
+        if not patience or self.stale < patience or done <= total / 2:
             return None
         return (
             f"early stop: {label} did not improve in {self.stale} validations (best "

@@ -79,7 +79,8 @@ class ClassifyTask(TrainTask):
         return self.keeper.best
 
     def stop_reason(self) -> str | None:
-        return self.keeper.patience_spent(self.cfg.patience, "val top-1")
+        done = int(self.last.get("epoch") or 0)
+        return self.keeper.patience_spent(self.cfg.patience, "val top-1", done, self.cfg.epochs)
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         images, labels = batch

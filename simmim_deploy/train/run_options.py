@@ -101,8 +101,9 @@ class FinetuneOptions(RunOptions):
     )
     patience: int | None = option(
         None,
-        "Stop after N validations without a better score; best.pt keeps the best (0: never; "
-        "default: on for training sets under 5,000 images, max(10, a fifth of the validations)).",
+        "Stop after N validations without a better score, never in the first half of the run; "
+        "best.pt keeps the best (0: never; default: on for training sets under 5,000 images, "
+        "max(10, a fifth of the validations)).",
     )
 
     def __post_init__(self) -> None:

@@ -100,26 +100,29 @@ class _Patient(_Regression):
         from simmim_deploy.train.checkpointing import BestCheckpoint
 
         self.keeper = BestCheckpoint(out / "best.pt", "score", resume=False)
-        self.scores = [1.0, 3.0, 2.0, 2.5, 0.5, 4.0]
+        self.scores = [1.0, 3.0, 2.0, 2.5, 0.5, 0.4, 4.0, 5.0]
+        self.done = 0
 
     def evaluate(self, model, epoch):
+        self.done = epoch + 1
         metrics = {"score": self.scores[epoch], "epoch": epoch + 1}
         self.keeper.update(model, {}, metrics)
         return {"score": metrics["score"]}
 
     def stop_reason(self):
-        return self.keeper.patience_spent(2, "score")
+        return self.keeper.patience_spent(2, "score", self.done, 8)
 
 
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path):
     seed_everything(0)
     model = nn.Sequential(nn.Linear(6, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    cfg = EngineConfig(epochs=6, batch_size=8, device="cpu", progress=False)
+    cfg = EngineConfig(epochs=8, batch_size=8, device="cpu", progress=False)
     task = _Patient(tmp_path)
     result = fit(model, task, _Data(), cfg, opt, None, tmp_path)
-    assert result.epochs_completed == 4 and not result.stopped_early  # a completed run
-    assert "did not improve in 2 validations" in result.early_stop
+    # stale after epoch 4 already, but never stopped in the first half of the run
+    assert result.epochs_completed == 5 and not result.stopped_early  # a completed run
+    assert "did not improve in 3 validations" in result.early_stop
     assert "best 3.00 at epoch 2" in result.early_stop
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["metrics"] == {"score": 3.0, "epoch": 2}
