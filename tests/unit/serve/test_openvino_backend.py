@@ -17,6 +17,7 @@ from simmim_deploy.export.facts import artefact_entry
 from simmim_deploy.export.quantize import quantize_static_int8
 from simmim_deploy.export.verify import check_thresholds, compare_classification
 from simmim_deploy.serve.backends import open_backend
+from simmim_deploy.serve.backends.openvino import OpenVinoBackend
 from simmim_deploy.serve.preprocess import PreprocessSpec, preprocess
 
 from .conftest import real_photos
@@ -117,7 +118,6 @@ def test_detector_outputs_equal_onnx_runtime(det_bundle: Path) -> None:
 
 def test_uncompilable_file_is_one_line_error(tmp_path: Path, cls_bundle: Path) -> None:
     from simmim_deploy.core.errors import UserError
-    from simmim_deploy.serve.backends.openvino import OpenVinoBackend
 
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"not an onnx file")
@@ -144,3 +144,18 @@ def test_benchmark_runs_openvino_on_every_onnx_artefact(int8_bundle: Path, tmp_p
     assert all(r["describe"]["backend"] == "openvino" for r in report["results"])
     env = report["environment"]
     assert env["openvino"] and env["isa"] and set(env["cpu_flags"]) >= {"avx2", "amx_int8"}
+
+
+def test_bf16_inference_within_the_reduced_precision_budget(cls_bundle: Path) -> None:
+    """What OpenVINO does by default on AMX-BF16/AVX512-BF16 CPUs, forced here (OpenVINO
+    emulates bf16 where the CPU lacks it): outputs within the FP16 budget's cosine, not equal."""
+    manifest = read_manifest(cls_bundle)
+    x = real_batch(manifest, 16, seed=3)
+    ref = open_backend(cls_bundle, manifest, "ort-cpu", threads=1).run(x)["logits"]
+    path = cls_bundle / manifest["artefacts"]["fp32"]["file"]
+    bf16 = OpenVinoBackend(path, threads=1, inference_precision="bf16")
+    got = bf16.run(x)["logits"]
+    assert bf16.describe()["inference_precision"] == "bf16"
+    metrics = compare_classification(ref, got)
+    assert metrics["cosine_min"] >= DEFAULT_THRESHOLDS["fp16"].min_cosine, metrics
+    assert metrics["max_abs"] > 0  # really reduced precision, not f32 under another name
