@@ -130,13 +130,24 @@ def plan_run_detector(cfg: DetectConfig, train: Any) -> tuple[DetectConfig, str]
     and the one-line reason (:mod:`simmim_deploy.models.det_plan`)."""
     import dataclasses
 
-    from simmim_deploy.models.det_plan import box_statistics, encoder_strides, plan_head
+    from simmim_deploy.models.det_plan import (
+        box_statistics,
+        choose_jitter,
+        encoder_strides,
+        plan_head,
+    )
 
     size = int(cfg.img_size or 0)
     allowed, hierarchical = encoder_strides(cfg.model, size, dict(cfg.model_kwargs))
     stats = box_statistics(train.images, size)
     plan = plan_head(stats, allowed, cfg.head, cfg.strides, hierarchical)
-    return dataclasses.replace(cfg, head=plan.type, strides=plan.strides), f"head: {plan.reason}"
+    note = f"head: {plan.reason}"
+    jitter = cfg.jitter
+    if jitter is None:
+        jitter, why = choose_jitter(stats)
+        note += f"; {why}"
+    cfg = dataclasses.replace(cfg, head=plan.type, strides=plan.strides, jitter=jitter)
+    return cfg, note
 
 
 def run_detect(config: DetectConfig) -> dict[str, Any]:

@@ -73,8 +73,10 @@ class DetectConfig(RunOptions):
     )
     range_mult: float = option(8.0, "FCOS level size ranges: stride x this.")
     center_radius: float = option(1.5, "FCOS centre sampling radius in strides (0: off).")
-    jitter: float = option(
-        0.75, "Smallest share of the input the longer side takes (scale jitter)."
+    jitter: float | None = option(
+        None,
+        "Smallest share of the input the longer side takes (scale jitter; default: 1, none, for "
+        "small objects, else 0.75).",
     )
     hflip: float | None = option(
         None, "Horizontal flip probability in training (default: the --aug preset's)."
@@ -102,7 +104,7 @@ class DetectConfig(RunOptions):
         for name in ("score_thresh", "nms_iou", "hflip"):
             if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.1 <= self.jitter <= 1.0:
+        if self.jitter is not None and not 0.1 <= self.jitter <= 1.0:
             raise UserError(f"jitter must be in [0.1, 1], got {self.jitter}")
         if self.strides is not None and (
             list(self.strides) != sorted(set(self.strides)) or not self.strides

@@ -12,6 +12,7 @@ from simmim_deploy.data.coco import CocoImage
 from simmim_deploy.models.det_plan import (
     allowed_strides,
     box_statistics,
+    choose_jitter,
     encoder_strides,
     plan_head,
 )
@@ -46,6 +47,7 @@ def test_small_dense_objects_get_a_stride_4_centernet():
     assert "centernet" in plan.reason and "median" in plan.reason
     fcos = plan_head(stats, allowed, head="fcos")
     assert fcos.strides == (4, 8, 16)  # a stride-4 level for the small ones
+    assert choose_jitter(stats)[0] == 1.0  # small objects are not shrunk further
 
 
 def test_large_sparse_objects_keep_fcos_on_coarser_levels_that_divide_the_input():
@@ -55,6 +57,7 @@ def test_large_sparse_objects_keep_fcos_on_coarser_levels_that_divide_the_input(
     assert plan.type == "fcos"
     assert plan.strides == (8, 16, 32)  # 64 does not divide 224: a finer third level
     assert all(224 % s == 0 for s in plan.strides)
+    assert choose_jitter(stats)[0] == 0.75
 
 
 def test_explicit_choices_are_kept_and_bad_ones_refused():
