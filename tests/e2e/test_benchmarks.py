@@ -57,12 +57,15 @@ def test_small_data_benchmark_quick(tmp_path: Path) -> None:
     rows = {r["row"] for r in result["runs"]}
     assert rows == {"new defaults + SimMIM", "1-NN on pixels", "logistic regression on pixels"}
     assert all(0.0 <= r["top1"] <= 100.0 for r in result["runs"])
-    assert "AVX" in result["machine"]["before"]["isa"] or "unknown" in result["machine"]["before"]["isa"]
+    assert (
+        "AVX" in result["machine"]["before"]["isa"]
+        or "unknown" in result["machine"]["before"]["isa"]
+    )
     assert "±" in result["table_md"] and "new defaults + SimMIM" in out.stdout
     # the labelled training images and the validation folder never share an image
-    data = tmp_path / "work" / "data" / "cls" / "k2-s0"
+    data = tmp_path / "work" / "data" / "cls" / "k7-s0"
     train = {p.name for p in (data / "train").rglob("*.png")}
     val = {p.name for p in (data / "val").rglob("*.png")}
-    assert len(train) == 20 and len(val) == 100 and not train & val
+    assert len(train) == 70 and len(val) == 100 and not train & val
     # pre-training read the unlabelled pool, never the held-out digits evaluate scores
     assert (tmp_path / "work" / "pretrain" / "cls" / "encoder.safetensors").is_file()
