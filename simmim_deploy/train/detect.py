@@ -20,20 +20,27 @@ import torch
 from torch import nn
 
 from simmim_deploy.core.atomic import atomic_write_text
-from simmim_deploy.core.config import config_to_dict, save_config
-from simmim_deploy.data.coco_eval import coco_ground_truth, coco_map, coco_results
+from simmim_deploy.core.config import config_to_dict
 from simmim_deploy.models.centernet_loss import centernet_loss
 from simmim_deploy.models.det_loss import assign_targets, fcos_loss
 from simmim_deploy.models.detector import Detector
 from simmim_deploy.train.checkpointing import BestCheckpoint, check_run_folder
-from simmim_deploy.train.detect_config import WARMUP_EPOCHS, DetectConfig, resolve_defaults
-from simmim_deploy.train.detect_eval import make_loader, predict, write_visualisations
+from simmim_deploy.train.detect_config import (
+    EPOCHS,
+    WARMUP_EPOCHS,
+    DetectConfig,
+    resolve_defaults,
+)
+from simmim_deploy.train.detect_eval import (
+    make_loader,
+    map_percent,
+    predict,
+    write_visualisations,
+)
 from simmim_deploy.train.engine import (
-    EngineConfig,
     TrainTask,
     fit,
     seed_everything,
-    steps_per_epoch,
 )
 
 __all__ = ["DetectConfig", "DetectTask", "run_detect"]
@@ -64,6 +71,10 @@ class DetectTask(TrainTask):
         """Scores of the best epoch so far."""
         return self.keeper.best
 
+    def stop_reason(self) -> str | None:
+        done = int(self.last.get("epoch") or 0)
+        return self.keeper.patience_spent(self.cfg.patience, "val mAP", done, self.cfg.epochs)
+
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         det = self.det
         raw = model(batch["images"], raw=True)  # through the (DDP/compile) wrapper
@@ -91,11 +102,7 @@ class DetectTask(TrainTask):
         device = next(model.parameters()).device
         with torch.autocast(device.type, enabled=False):  # score in fp32 whatever the training
             predictions = predict(model, self.val_loader, device)
-        seen = {p["image_id"] for p in predictions}
-        metrics: dict[str, Any] = coco_map(
-            coco_ground_truth(self.val_data, seen),
-            coco_results(predictions, self.val_data.category_ids),
-        )
+        metrics: dict[str, Any] = map_percent(self.val_data, predictions)
         metrics["epoch"] = done
         self.last = metrics
         if self.keeper.update(model, self.meta, metrics):
@@ -162,7 +169,7 @@ def run_detect(config: DetectConfig) -> dict[str, Any]:
     from simmim_deploy.data.images import SkipLog
     from simmim_deploy.models.detector import detector_meta
     from simmim_deploy.train import distributed as dist
-    from simmim_deploy.train.optimization import build_optimization
+    from simmim_deploy.train.driver import prepare_run
 
     cfg = resolve_defaults(config)
     out = Path(cfg.out)
@@ -178,23 +185,17 @@ def run_detect(config: DetectConfig) -> dict[str, Any]:
         splits.train, cfg.img_size or 0, meta["mean"], meta["std"], train=True,
         skip_log=skip_log, jitter=cfg.jitter, seed=cfg.seed, hflip=cfg.hflip, aug=cfg.aug,
     )  # fmt: skip
-    engine_cfg = EngineConfig.from_options(cfg)
-    opt = build_optimization(
-        model,
-        cfg,
-        steps_per_epoch(len(train_set), engine_cfg),
-        warmup_epochs=WARMUP_EPOCHS if config.warmup_epochs is None else config.warmup_epochs,
-        weight_decay=cfg.weight_decay,
-        layer_decay=cfg.layer_decay,
-    )
+    run = prepare_run(
+        cfg, config.warmup_epochs, model, len(train_set), base_epochs=EPOCHS,
+        base_warmup=WARMUP_EPOCHS, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay,
+    )  # fmt: skip
+    cfg, opt = run.config, run.optimization
+    meta.update(train_config=config_to_dict(cfg))  # records the resolved budget
     task = DetectTask(model, cfg, splits.val, meta, out)
-    if dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
     result = fit(
-        model, task, train_set, engine_cfg, opt.optimizer, opt.scheduler, out, meta=meta,
+        model, task, train_set, run.engine, opt.optimizer, opt.scheduler, out, meta=meta,
         collate_fn=collate_detection, description=f"detect {cfg.model}",
-        notes=(splits.description, head_note, *opt.notes),
+        notes=(splits.description, head_note, *run.notes),
     )  # fmt: skip
     summary: dict[str, Any] = {}
     if result.dist.is_main:
@@ -204,6 +205,7 @@ def run_detect(config: DetectConfig) -> dict[str, Any]:
             "best_epoch": best.get("epoch"),
             "last": dict(task.last),
             "completed": not result.stopped_early,
+            "early_stop": result.early_stop,
             "global_step": result.global_step,
             "peak_lr": opt.lr,
             "lr_plan": opt.record(),

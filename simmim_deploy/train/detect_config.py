@@ -15,18 +15,18 @@ from simmim_deploy.core.config import option, redefault
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.core.families import model_family
 from simmim_deploy.train.lr_rule import cap_warmup
-from simmim_deploy.train.run_options import RunOptions
+from simmim_deploy.train.run_options import FinetuneOptions, RunOptions
 
 # ViTDet fine-tunes ViT-B with layer decay 0.7; Swin FPN detectors use a milder 0.9.
 LAYER_DECAY = {"vit": 0.7, "swin": 0.9}
 # Per 512 images (used as is below batch 512): AdamW 1e-3 trains small detection sets well at
 # batch 8 (README, detection); ViTDet's 1e-4 at batch 64 is 8e-4 per 512.
 DEFAULT_LR = 1e-3
-WARMUP_EPOCHS = 1.0
+EPOCHS, WARMUP_EPOCHS = 12, 1.0
 
 
 @dataclasses.dataclass(frozen=True)
-class DetectConfig(RunOptions):
+class DetectConfig(FinetuneOptions):
     """Everything ``simmim-deploy train detect`` needs (help text in each field's metadata).
 
     ``lr``, ``layer_decay``, ``img_size``, ``warmup_epochs`` and ``val_split`` left at None take
@@ -55,7 +55,6 @@ class DetectConfig(RunOptions):
         default_factory=dict,
     )
     drop_path: float = option(0.1, "Stochastic depth of the encoder.")
-    epochs: int = redefault(RunOptions, "epochs", 12)
     batch_size: int = redefault(RunOptions, "batch_size", 16)
     warmup_lr: float = redefault(RunOptions, "warmup_lr", 8e-7)
     min_lr: float = redefault(RunOptions, "min_lr", 0.0)
@@ -85,7 +84,6 @@ class DetectConfig(RunOptions):
     nms_iou: float = option(0.6, "Class-aware NMS IoU.")
     pre_nms_topk: int = option(1000, "Candidates kept before NMS.")
     max_dets: int = option(100, "Detections per image.")
-    eval_every: int = option(1, "Validate every N epochs (and after the last).")
     eval_batch_size: int | None = option(None, "Validation batch (default: --batch-size).")
 
     def __post_init__(self) -> None:
@@ -94,9 +92,8 @@ class DetectConfig(RunOptions):
             raise UserError("give either --val-data or --val-split, not both")
         if self.val_split is not None and not 0.0 < self.val_split < 1.0:
             raise UserError(f"val_split must be in (0, 1), got {self.val_split}")
-        for name in ("eval_every", "max_dets"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_dets < 1:
+            raise UserError(f"max_dets must be at least 1, got {self.max_dets}")
         if self.pre_nms_topk < self.max_dets:
             raise UserError(f"pre_nms_topk ({self.pre_nms_topk}) must be >= max_dets")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
@@ -125,7 +122,7 @@ def resolve_defaults(config: DetectConfig) -> DetectConfig:
     values: dict[str, Any] = {}
     if config.lr is None:
         values["lr"] = DEFAULT_LR
-    if config.warmup_epochs is None:  # capped to a fifth of the run
+    if config.warmup_epochs is None and config.epochs is not None:  # else: train.budget
         values["warmup_epochs"] = cap_warmup(WARMUP_EPOCHS, config.epochs)[0]
     if config.val_split is None and config.val_data is None:
         values["val_split"] = 0.1
