@@ -25,9 +25,11 @@ from simmim_deploy.core.config import config_to_dict
 from simmim_deploy.train.checkpointing import BestCheckpoint, check_run_folder
 from simmim_deploy.train.classify_config import (
     EPOCHS,
+    SMALL_DATA,
     WARMUP_EPOCHS,
     ClassifyConfig,
     resolve_defaults,
+    small_data_defaults,
 )
 from simmim_deploy.train.classify_eval import make_eval_loader, score, write_report
 from simmim_deploy.train.engine import TrainTask, fit, seed_everything
@@ -182,19 +184,27 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
     from simmim_deploy.train import distributed as dist
     from simmim_deploy.train.driver import prepare_run
 
-    cfg = resolve_defaults(config)
-    out = Path(cfg.out)
-    check_run_folder(out, cfg.resume)
-    seed_everything(cfg.seed)
+    out = Path(config.out)
+    check_run_folder(out, config.resume)
+    seed_everything(config.seed)
     splits = load_classification_splits(
-        cfg.data,
-        cfg.val_data,
-        cfg.val_split,
-        cfg.labels_per_class,
-        cfg.label_fraction,
-        seed=cfg.seed,
-        split_seed=cfg.split_seed,
+        config.data,
+        config.val_data,
+        config.val_split,
+        config.labels_per_class,
+        config.label_fraction,
+        seed=config.seed,
+        split_seed=config.split_seed,
     )
+    cfg = resolve_defaults(config, len(splits.train))
+    small = small_data_defaults(config, len(splits.train))
+    if small and dist.is_main():
+        chosen = ", ".join(f"{k} {v}" for k, v in small.items())
+        print(
+            f"small data ({len(splits.train)} < {SMALL_DATA} training images): {chosen} "
+            "(the ImageNet regularisers starve small sets; set them to override)",
+            flush=True,
+        )
     names = splits.class_names
     model = build_classifier(
         cfg.model,

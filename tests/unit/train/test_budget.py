@@ -14,7 +14,7 @@ def test_small_data_gets_enough_steps_and_early_stopping() -> None:
     )
     assert plan.epochs == 75 and plan.epochs * 4 >= 300
     assert plan.warmup_epochs == 1.0 and plan.eval_every == 1
-    assert plan.patience == 15  # a fifth of 75 validations
+    assert plan.patience == 25  # a third of 75 validations
     assert any("epochs 75 (not given)" in n for n in plan.notes)
     assert any("early stopping on" in n for n in plan.notes)
 

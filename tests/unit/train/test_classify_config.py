@@ -61,3 +61,17 @@ def test_old_recipe_keys_name_the_new_one() -> None:
 def test_shipped_recipes_load(recipe: Path) -> None:
     cfg = load_config(ClassifyConfig, recipe, {"out": "runs/x"})
     assert cfg.epochs >= 1 and cfg.model
+
+
+def test_small_sets_drop_the_imagenet_regularisers_unless_given() -> None:
+    cfg = ClassifyConfig(data="d", out="o", mixup=0.5)
+    small = resolve_defaults(cfg, num_train=100)
+    assert (small.cutmix, small.reprob, small.crop_scale_min) == (0.0, 0.0, 0.35)
+    assert small.randaug == "rand-m6-mstd0.5-inc1"
+    assert small.mixup == 0.5  # given explicitly: kept
+    large = resolve_defaults(cfg, num_train=50_000)
+    assert (large.cutmix, large.reprob, large.crop_scale_min) == (1.0, 0.25, 0.08)
+    unknown = resolve_defaults(cfg)  # size unknown: the official recipe
+    assert unknown.randaug == "rand-m9-mstd0.5-inc1"
+    probe = resolve_defaults(ClassifyConfig(data="d", out="o", mode="linear"), num_train=100)
+    assert (probe.randaug, probe.crop_scale_min) == ("none", 0.08)
