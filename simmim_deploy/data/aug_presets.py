@@ -6,6 +6,8 @@
   rotations, i.e. a uniform draw from the 8 symmetries of the square.
 - ``none``: data whose meaning changes when mirrored or turned (digits, text): no flips, no
   rotations.
+- ``auto`` (the train commands' default) is not a preset: :func:`resolve_aug` turns it into one
+  before anything is built, and the run records the resolved name.
 
 A draw is a :class:`FlipRot` (flip left-right, flip top-bottom, then ``k`` quarter turns
 counter-clockwise). Pure functions apply one draw to an image (PIL, ``(H, W, ...)`` numpy array
@@ -21,6 +23,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 AugName = Literal["natural", "orientation-free", "none"]
+AugChoice = Literal["auto", "natural", "orientation-free", "none"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +62,30 @@ def get_preset(name: str) -> AugPreset:
         raise ValueError(
             f"unknown augmentation preset '{name}' (choose from {', '.join(PRESETS)})"
         ) from None
+
+
+def resolve_aug(name: str, small_dense: bool | None = None) -> tuple[str, str]:
+    """The preset ``name`` stands for, and why, as the run prints it.
+
+    ``auto`` becomes ``orientation-free`` when the training boxes are small and dense for the
+    input (``small_dense``: the statistics that pick the CenterNet head,
+    :func:`simmim_deploy.models.det_plan.is_small_dense`): many small objects per image is what
+    imagery seen from above looks like (microscopy, aerial, astronomy), which has no up
+    direction, and flips plus quarter turns multiply a few labelled tiles by 8 (the CenterNet
+    reference of issue 10 drops from 0.82-0.88 to about 0.66 mAP50 without them). Everything
+    else, and every command without boxes (``small_dense`` None: classification,
+    pre-training), gets ``natural``, the official pipelines' horizontal flip. A preset name is
+    returned unchanged.
+
+    Raises:
+        ValueError: an unknown name (the message lists the choices).
+    """
+    if name != "auto":
+        return get_preset(name).name, "as given"
+    if small_dense:
+        return "orientation-free", "auto: small dense objects, imagery seen from above"
+    why = "auto: no boxes to judge by" if small_dense is None else "auto: objects not small+dense"
+    return "natural", why
 
 
 @dataclasses.dataclass(frozen=True)

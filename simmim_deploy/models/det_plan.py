@@ -17,8 +17,10 @@ Rules (sizes are ``sqrt(w * h)`` of the boxes after letterboxing to the network 
   FCOS on such data (README, detection). Otherwise ``fcos``: one object per cell location
   across three scales suits large and varied objects.
 
-The decision and its reason are printed at the start of ``train detect`` and recorded in the
-run's ``config.yaml`` and the checkpoint's ``meta["head"]``.
+The same small-and-dense test resolves ``--aug auto`` to ``orientation-free``
+(:func:`simmim_deploy.data.aug_presets.resolve_aug`). The decisions and their reasons are
+printed at the start of ``train detect`` and recorded in the run's ``config.yaml`` and the
+checkpoint's ``meta["head"]``.
 """
 
 from __future__ import annotations
@@ -147,10 +149,9 @@ def plan_head(
     if not usable:
         raise UserError(f"no pyramid stride fits a {stats.img_size} px input for this encoder")
     small = is_small(stats)
-    dense = stats.per_image >= DENSE_PER_IMAGE
     kind = head
     if head == "auto":
-        kind = "centernet" if small and dense else "fcos"
+        kind = "centernet" if is_small_dense(stats) else "fcos"
         why = (
             f"small (median {stats.median:.0f} px <= {SMALL_SHARE:g} x input) and dense "
             f"({stats.per_image:.1f} per image): centernet"
@@ -182,6 +183,12 @@ def plan_head(
 def is_small(stats: BoxStats) -> bool:
     """Objects small for the input: median size at most :data:`SMALL_SHARE` of it."""
     return stats.num_boxes > 0 and stats.median <= SMALL_SHARE * stats.img_size
+
+
+def is_small_dense(stats: BoxStats) -> bool:
+    """Small objects (:func:`is_small`), at least :data:`DENSE_PER_IMAGE` an image on average:
+    what picks the CenterNet head and, under ``--aug auto``, the orientation-free preset."""
+    return is_small(stats) and stats.per_image >= DENSE_PER_IMAGE
 
 
 def choose_jitter(stats: BoxStats) -> tuple[float, str]:

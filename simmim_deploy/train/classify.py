@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from torch import nn
 
 from simmim_deploy.core.atomic import atomic_write_text
 from simmim_deploy.core.config import config_to_dict
-from simmim_deploy.train.checkpointing import BestCheckpoint, check_run_folder
+from simmim_deploy.data.aug_presets import resolve_aug
+from simmim_deploy.train.checkpointing import BEST, BestCheckpoint, check_run_folder
 from simmim_deploy.train.classify_config import (
     EPOCHS,
     SMALL_DATA,
@@ -32,16 +34,15 @@ from simmim_deploy.train.classify_config import (
     small_data_defaults,
 )
 from simmim_deploy.train.classify_eval import make_eval_loader, score, write_report
-from simmim_deploy.train.engine import TrainTask, fit, seed_everything
+from simmim_deploy.train.driver import FinetuneTask, finetune_summary
+from simmim_deploy.train.engine import fit, seed_everything
 from simmim_deploy.train.metrics import plot_training_curves
 
 __all__ = ["ClassifyConfig", "ClassifyTask", "run_classify"]
 
-BEST = "best.pt"
 
-
-class ClassifyTask(TrainTask):
-    """Cross-entropy (with mixup/cutmix soft targets and label smoothing) + validation."""
+class ClassifyTask(FinetuneTask):
+    """Cross-entropy (with mixup/cutmix soft targets and label smoothing) + validation top-1."""
 
     def __init__(
         self,
@@ -55,8 +56,11 @@ class ClassifyTask(TrainTask):
         from timm.data import Mixup
         from timm.loss import SoftTargetCrossEntropy
 
-        self.cfg, self.val_loader, self.class_names = config, val_loader, class_names
-        self.meta, self.out = meta, out
+        keeper = BestCheckpoint(
+            out / BEST, "top1", config.resume, keep=("top1", "top5", "loss", "epoch")
+        )
+        super().__init__(config, meta, keeper, "val top-1")
+        self.val_loader, self.class_names = val_loader, class_names
         self.mixup = None
         if config.uses_mixup:
             self.mixup = Mixup(
@@ -70,19 +74,6 @@ class ClassifyTask(TrainTask):
             self.criterion: nn.Module = SoftTargetCrossEntropy()
         else:
             self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing or 0.0)
-        self.keeper = BestCheckpoint(
-            out / BEST, "top1", config.resume, keep=("top1", "top5", "loss", "epoch")
-        )
-        self.last: dict[str, Any] = {}
-
-    @property
-    def best(self) -> dict[str, Any]:
-        """Scores of the best epoch so far."""
-        return self.keeper.best
-
-    def stop_reason(self) -> str | None:
-        done = int(self.last.get("epoch") or 0)
-        return self.keeper.patience_spent(self.cfg.patience, "val top-1", done, self.cfg.epochs)
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         images, labels = batch
@@ -94,21 +85,10 @@ class ClassifyTask(TrainTask):
             images, labels = self.mixup(images, labels)
         return self.criterion(model(images), labels), {}
 
-    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        done = epoch + 1
-        if done % self.cfg.eval_every and done != self.cfg.epochs:
-            return {}
-        device = next(model.parameters()).device
-        with torch.autocast(device.type, enabled=False):  # score in fp32 whatever the training
-            metrics = score(model, self.val_loader, self.class_names, device)
-        metrics["epoch"] = done
-        self.last = metrics
-        self.keeper.update(model, self.meta, metrics)
-        return {
-            "val_top1": metrics["top1"],
-            "val_top5": metrics["top5"],
-            "val_loss": metrics["loss"],
-        }
+    def score(self, model: nn.Module, device: torch.device) -> tuple[dict, dict[str, float]]:
+        metrics = score(model, self.val_loader, self.class_names, device)
+        logged = {f"val_{k}": metrics[k] for k in ("top1", "top5", "loss")}
+        return metrics, logged
 
 
 def checkpoint_meta(model: nn.Module, cfg: ClassifyConfig, class_names: list[str]) -> dict:
@@ -174,13 +154,8 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
         UserError: bad data/options, a checkpoint that does not fit, or an existing run in
             ``out`` without ``resume``.
     """
-    from simmim_deploy.data.classification import (
-        ClassificationDataset,
-        describe_counts,
-        load_classification_splits,
-    )
+    from simmim_deploy.data.classification import ClassificationDataset, load_classification_splits
     from simmim_deploy.data.images import SkipLog
-    from simmim_deploy.models.classifier import build_classifier, set_linear_probe
     from simmim_deploy.train import distributed as dist
     from simmim_deploy.train.driver import prepare_run
 
@@ -197,6 +172,8 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
         split_seed=config.split_seed,
     )
     cfg = resolve_defaults(config, len(splits.train))
+    aug, aug_why = resolve_aug(cfg.aug)  # no boxes: auto is natural
+    cfg = dataclasses.replace(cfg, aug=aug)
     small = small_data_defaults(config, len(splits.train))
     if small and dist.is_main():
         chosen = ", ".join(f"{k} {v}" for k, v in small.items())
@@ -206,17 +183,7 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
             flush=True,
         )
     names = splits.class_names
-    model = build_classifier(
-        cfg.model,
-        len(names),
-        img_size=cfg.img_size,
-        pretrained=cfg.pretrained,
-        drop_path_rate=float(cfg.drop_path or 0.0),
-        head_norm=bool(cfg.head_norm),
-        **cfg.model_kwargs,
-    )
-    if cfg.mode == "linear":
-        set_linear_probe(model)
+    model = _build_model(cfg, len(names))
     meta = checkpoint_meta(model, cfg, names)
     skip_log = SkipLog(out)
     train_set = ClassificationDataset(
@@ -239,40 +206,43 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
     )
     task = ClassifyTask(cfg, len(names), val_loader, names, meta, out)
     data_note = f"{splits.description}: {len(splits.train)} train / {len(splits.val)} val images"
+    notes = (data_note, f"aug {aug} ({aug_why})", *run.notes)
     result = fit(
         model, task, train_set, run.engine, opt.optimizer, opt.scheduler, out, meta=meta,
-        description=f"classify {cfg.model}", notes=(data_note, *run.notes),
+        description=f"classify {cfg.model}", notes=notes,
     )  # fmt: skip
     summary: dict[str, Any] = {}
     if result.dist.is_main:
-        summary = _finish(out, cfg, task, splits, skip_log, result, opt, describe_counts)
+        summary = _finish(out, task, splits, skip_log.finalize(), result, run)
     dist.teardown()
     return summary
 
 
-def _finish(out, cfg, task, splits, skip_log, result, opt, describe_counts) -> dict[str, Any]:  # noqa: ANN001
+def _build_model(cfg: ClassifyConfig, num_classes: int) -> nn.Module:
+    """The classifier ``cfg`` describes (encoder weights loaded when ``pretrained`` is a path)."""
+    from simmim_deploy.models.classifier import build_classifier, set_linear_probe
+
+    model = build_classifier(
+        cfg.model,
+        num_classes,
+        img_size=cfg.img_size,
+        pretrained=cfg.pretrained,
+        drop_path_rate=float(cfg.drop_path or 0.0),
+        head_norm=bool(cfg.head_norm),
+        **cfg.model_kwargs,
+    )
+    if cfg.mode == "linear":
+        set_linear_probe(model)
+    return model
+
+
+def _finish(out, task, splits, skipped, result, run) -> dict[str, Any]:  # noqa: ANN001
     """Write metrics.json and the plots (rank 0)."""
-    best = task.best or task.last
-    # Top level: the best epoch's full scores (same keys as `simmim-deploy evaluate`).
-    summary: dict[str, Any] = {
-        **best,
-        "best_epoch": best.get("epoch"),
-        "last": {k: task.last.get(k) for k in ("top1", "top5", "loss", "epoch")},
-        "completed": not result.stopped_early,
-        "early_stop": result.early_stop,
-        "global_step": result.global_step,
-        "peak_lr": opt.lr,
-        "lr_plan": opt.record(),
-        "precision": result.precision,
-        "mode": cfg.mode,
-        "model": cfg.model,
-        "pretrained": cfg.pretrained,
-        "data": splits.description,
-        "train_images": describe_counts(splits.train),
-        "val_images": describe_counts(splits.val),
-        "skipped_files": skip_log.finalize(),
-        "checkpoint": str(out / BEST),
-    }
+    summary = finetune_summary(
+        task, result, run, splits.description, (len(splits.train), len(splits.val)), skipped,
+        mode=run.config.mode,
+        class_counts={"train": splits.train.class_counts(), "val": splits.val.class_counts()},
+    )  # fmt: skip
     if "confusion_matrix" in summary:
         write_report(summary, splits.class_names, out)  # metrics.json + confusion matrix
     else:

@@ -24,32 +24,17 @@ from simmim_deploy.core.config import config_to_dict
 from simmim_deploy.models.centernet_loss import centernet_loss
 from simmim_deploy.models.det_loss import assign_targets, fcos_loss
 from simmim_deploy.models.detector import Detector
-from simmim_deploy.train.checkpointing import BestCheckpoint, check_run_folder
-from simmim_deploy.train.detect_config import (
-    EPOCHS,
-    WARMUP_EPOCHS,
-    DetectConfig,
-    resolve_defaults,
-)
-from simmim_deploy.train.detect_eval import (
-    make_loader,
-    map_percent,
-    predict,
-    write_visualisations,
-)
-from simmim_deploy.train.engine import (
-    TrainTask,
-    fit,
-    seed_everything,
-)
+from simmim_deploy.train.checkpointing import BEST, BestCheckpoint, check_run_folder
+from simmim_deploy.train.detect_config import EPOCHS, WARMUP_EPOCHS, DetectConfig, resolve_defaults
+from simmim_deploy.train.detect_eval import make_loader, map_percent, predict, write_visualisations
+from simmim_deploy.train.driver import FinetuneTask, finetune_summary
+from simmim_deploy.train.engine import fit, seed_everything
 
 __all__ = ["DetectConfig", "DetectTask", "run_detect"]
 
-BEST = "best.pt"
 
-
-class DetectTask(TrainTask):
-    """FCOS loss on letterboxed batches; validation mAP, best.pt and visualisations."""
+class DetectTask(FinetuneTask):
+    """FCOS or CenterNet loss on letterboxed batches; validation mAP and visualisations."""
 
     def __init__(
         self,
@@ -59,21 +44,12 @@ class DetectTask(TrainTask):
         meta: dict[str, Any],
         out: Path,
     ) -> None:
-        self.det, self.cfg, self.val_data, self.meta, self.out = (
-            detector, config, val_data, meta, out)  # fmt: skip
-        self.val_loader = make_loader(val_data, meta, config.eval_batch_size or config.batch_size)
         # ties win: while mAP is still 0, the latest (most trained) model is kept
-        self.keeper = BestCheckpoint(out / BEST, "mAP", config.resume, ties_win=True)
-        self.last: dict[str, Any] = {}
-
-    @property
-    def best(self) -> dict[str, Any]:
-        """Scores of the best epoch so far."""
-        return self.keeper.best
-
-    def stop_reason(self) -> str | None:
-        done = int(self.last.get("epoch") or 0)
-        return self.keeper.patience_spent(self.cfg.patience, "val mAP", done, self.cfg.epochs)
+        keeper = BestCheckpoint(out / BEST, "mAP", config.resume, ties_win=True)
+        super().__init__(config, meta, keeper, "val mAP")
+        self.det, self.val_data, self.out = detector, val_data, out
+        self.val_loader = make_loader(val_data, meta, config.eval_batch_size or config.batch_size)
+        self.predictions: Any = None
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, Any]]:
         det = self.det
@@ -95,21 +71,15 @@ class DetectTask(TrainTask):
         logs = {k: v.detach() for k, v in losses.items() if k != "loss"}
         return losses["loss"], logs
 
-    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float]:
-        done = epoch + 1
-        if done % self.cfg.eval_every and done != self.cfg.epochs:
-            return {}
-        device = next(model.parameters()).device
-        with torch.autocast(device.type, enabled=False):  # score in fp32 whatever the training
-            predictions = predict(model, self.val_loader, device)
-        metrics: dict[str, Any] = map_percent(self.val_data, predictions)
-        metrics["epoch"] = done
-        self.last = metrics
-        if self.keeper.update(model, self.meta, metrics):
-            write_visualisations(
-                self.val_data, predictions, self.meta["class_names"], self.out / "vis"
-            )
-        return {"val_mAP": metrics["mAP"], "val_mAP50": metrics["mAP50"]}
+    def score(self, model: nn.Module, device: torch.device) -> tuple[dict, dict[str, float]]:
+        self.predictions = predict(model, self.val_loader, device)
+        metrics: dict[str, Any] = map_percent(self.val_data, self.predictions)
+        return metrics, {"val_mAP": metrics["mAP"], "val_mAP50": metrics["mAP50"]}
+
+    def on_best(self) -> None:
+        write_visualisations(
+            self.val_data, self.predictions, self.meta["class_names"], self.out / "vis"
+        )
 
 
 def build_run_detector(cfg: DetectConfig, num_classes: int) -> Detector:
@@ -133,14 +103,16 @@ def build_run_detector(cfg: DetectConfig, num_classes: int) -> Detector:
 
 
 def plan_run_detector(cfg: DetectConfig, train: Any) -> tuple[DetectConfig, str]:
-    """``cfg`` with ``head`` and ``strides`` chosen from the training boxes when left to auto,
-    and the one-line reason (:mod:`simmim_deploy.models.det_plan`)."""
+    """``cfg`` with ``head``, ``strides``, ``jitter`` and ``aug`` chosen from the training boxes
+    when left to auto, and the one-line reason (:mod:`simmim_deploy.models.det_plan`)."""
     import dataclasses
 
+    from simmim_deploy.data.aug_presets import resolve_aug
     from simmim_deploy.models.det_plan import (
         box_statistics,
         choose_jitter,
         encoder_strides,
+        is_small_dense,
         plan_head,
     )
 
@@ -153,7 +125,9 @@ def plan_run_detector(cfg: DetectConfig, train: Any) -> tuple[DetectConfig, str]
     if jitter is None:
         jitter, why = choose_jitter(stats)
         note += f"; {why}"
-    cfg = dataclasses.replace(cfg, head=plan.type, strides=plan.strides, jitter=jitter)
+    aug, why = resolve_aug(cfg.aug, is_small_dense(stats))
+    note += f"; aug {aug} ({why})"
+    cfg = dataclasses.replace(cfg, head=plan.type, strides=plan.strides, jitter=jitter, aug=aug)
     return cfg, note
 
 
@@ -199,25 +173,10 @@ def run_detect(config: DetectConfig) -> dict[str, Any]:
     )  # fmt: skip
     summary: dict[str, Any] = {}
     if result.dist.is_main:
-        best = task.best or task.last
-        summary = {
-            **best,
-            "best_epoch": best.get("epoch"),
-            "last": dict(task.last),
-            "completed": not result.stopped_early,
-            "early_stop": result.early_stop,
-            "global_step": result.global_step,
-            "peak_lr": opt.lr,
-            "lr_plan": opt.record(),
-            "precision": result.precision,
-            "model": cfg.model,
-            "pretrained": cfg.pretrained,
-            "data": splits.description,
-            "train_images": len(splits.train.images),
-            "val_images": len(splits.val.images),
-            "skipped_files": skip_log.finalize(),
-            "checkpoint": str(out / BEST),
-        }
+        counts = (len(splits.train.images), len(splits.val.images))
+        summary = finetune_summary(
+            task, result, run, splits.description, counts, skip_log.finalize()
+        )
         atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     dist.teardown()
     return summary

@@ -91,14 +91,15 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
     Works in one process or under ``torchrun`` (each rank calls it; rank 0 writes).
 
     Returns:
-        ``{"out", "global_step", "epochs_completed", "images_seen", "final_loss", "skipped",
-        "skipped_list", "encoder", "stopped_early", "rank_digests"}`` on rank 0, ``{}`` on
-        the other ranks.
+        ``{"out", "global_step", "epochs_completed", "images_seen", "final_loss",
+        "skipped_files", "skipped_list", "encoder", "stopped_early", "rank_digests"}`` on
+        rank 0, ``{}`` on the other ranks.
 
     Raises:
         UserError: bad data path, unknown model, out folder holding another run, NaN loss...
     """
     # Cheap checks first (no torch import yet): a typo in --data or --out fails in a second.
+    from simmim_deploy.data.aug_presets import resolve_aug
     from simmim_deploy.data.builtin import resolve_data_arg
     from simmim_deploy.data.images import SkipLog
     from simmim_deploy.train.checkpointing import check_run_folder
@@ -106,6 +107,8 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
     out = Path(config.out)
     check_run_folder(out, config.resume)
     source = resolve_data_arg(config.data)
+    aug, aug_why = resolve_aug(config.aug)  # no boxes: auto is natural
+    config = dataclasses.replace(config, aug=aug)
 
     from simmim_deploy.models.checkpoint import save_encoder
     from simmim_deploy.train import distributed as dist
@@ -148,7 +151,7 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
         out,
         meta=meta,
         description="pretrain",
-        notes=run.notes,
+        notes=(f"aug {aug} ({aug_why})", *run.notes),
     )
     dist.barrier()  # every rank's skip records are on disk before rank 0 merges them
     summary: dict[str, Any] = {}
@@ -163,7 +166,7 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
             "epochs_completed": result.epochs_completed,
             "images_seen": result.images_seen,
             "final_loss": result.last_loss,
-            "skipped": skipped,
+            "skipped_files": skipped,
             "skipped_list": str(out / "skipped.txt") if skipped else None,
             "encoder": str(encoder_path),
             "stopped_early": result.stopped_early,

@@ -16,7 +16,7 @@ from typing import Literal
 
 from simmim_deploy.core.config import option
 from simmim_deploy.core.errors import UserError
-from simmim_deploy.data.aug_presets import AugName
+from simmim_deploy.data.aug_presets import AugChoice
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LRScaling = Literal["auto", "linear", "sqrt", "none"]
@@ -48,10 +48,11 @@ class RunOptions:
     )
     warmup_lr: float = option(5e-7, "LR at the start of the warmup, per 512 images.")
     min_lr: float = option(5e-6, "LR at the end of the cosine schedule, per 512 images.")
-    aug: AugName = option(
-        "natural",
+    aug: AugChoice = option(
+        "auto",
         "Geometric augmentation: natural (horizontal flip: photos), orientation-free (+ vertical "
-        "flip, 90-degree rotations: microscopy, aerial, documents), none (digits, text).",
+        "flip, 90-degree rotations: microscopy, aerial, documents), none (digits, text); auto: "
+        "orientation-free for small dense training boxes (detection), else natural.",
     )
     clip_grad: float | None = option(5.0, "Max gradient norm (0: no clipping).")
     device: str = option("auto", "cpu, cuda, cuda:N or auto (CUDA when present).")

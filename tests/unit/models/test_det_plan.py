@@ -8,14 +8,18 @@ import numpy as np
 import pytest
 
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.data.aug_presets import resolve_aug
 from simmim_deploy.data.coco import CocoImage
 from simmim_deploy.models.det_plan import (
     allowed_strides,
     box_statistics,
     choose_jitter,
     encoder_strides,
+    is_small_dense,
     plan_head,
 )
+from simmim_deploy.train.detect import plan_run_detector
+from simmim_deploy.train.detect_config import DetectConfig
 
 
 def _records(sides: list[list[float]], width: int = 256, height: int = 128) -> list[CocoImage]:
@@ -76,3 +80,40 @@ def test_encoders_limit_the_strides():
     stats = box_statistics(_records([[8, 8, 8, 8]], 64, 64), img_size=64)
     plan = plan_head(stats, swin, hierarchical=True)
     assert plan.type == "centernet" and plan.strides[0] == 4 and len(plan.strides) > 1
+
+
+@pytest.mark.parametrize(
+    ("sides", "want"),
+    [
+        ([[15, 20, 25, 36]] * 6, "orientation-free"),  # small (<= 32 px at 128) and dense
+        ([[15], [20], [25], [36]], "natural"),  # small but one an image: sparse
+        ([[60, 70], [80, 90]], "natural"),  # dense but large
+    ],
+)
+def test_aug_auto_follows_the_small_dense_rule_of_the_head(sides, want):
+    stats = box_statistics(_records(sides, 128, 128), img_size=128)
+    head = plan_head(stats, allowed_strides(16, None, 128)).type
+    assert (head == "centernet") == (want == "orientation-free") == is_small_dense(stats)
+    assert resolve_aug("auto", is_small_dense(stats))[0] == want
+    assert resolve_aug("none", is_small_dense(stats)) == ("none", "as given")
+
+
+def test_aug_auto_without_boxes_is_natural_and_bad_names_are_refused():
+    assert resolve_aug("auto") == ("natural", "auto: no boxes to judge by")  # classify, pretrain
+    assert resolve_aug("orientation-free")[0] == "orientation-free"
+    with pytest.raises(ValueError, match="natural, orientation-free, none"):
+        resolve_aug("upright")
+
+
+def test_train_detect_records_the_resolved_aug_and_says_why():
+    train = type("Split", (), {"images": _records([[15, 20, 25, 36]] * 6, 128, 128)})()
+    cfg = DetectConfig(data="d", out="o", model="vit_tiny_patch16_224", img_size=128)
+    assert cfg.aug == "auto"  # the default
+    planned, note = plan_run_detector(cfg, train)
+    assert planned.aug == "orientation-free" and planned.head == "centernet"
+    assert "aug orientation-free (auto: small dense objects" in note
+    kept, note = plan_run_detector(
+        DetectConfig(data="d", out="o", aug="natural", model="vit_tiny_patch16_224", img_size=128),
+        train,
+    )
+    assert kept.aug == "natural" and "aug natural (as given)" in note
