@@ -31,7 +31,7 @@ def _run(cfg: ClassifyConfig) -> None:
         top1 = summary.get("top1")
         score = f"best val top-1 {top1:.2f}% (epoch {summary['best_epoch']})" if top1 else "no val"
         typer.echo(
-            f"classify {state}: {score}, {summary['train_images']['total']} training images, "
+            f"classify {state}: {score}, {summary['train_images']} training images, "
             f"{skipped} file(s) skipped; checkpoint: {summary['checkpoint']}"
         )
 

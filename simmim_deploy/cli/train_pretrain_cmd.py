@@ -26,7 +26,7 @@ def _run(cfg: PretrainConfig) -> None:
 
     summary: dict[str, Any] = run_pretrain(cfg)
     if summary:  # rank 0 only
-        skipped = summary["skipped"]
+        skipped = summary["skipped_files"]
         where = f" (list: {summary['skipped_list']})" if skipped else ""
         state = "stopped early (resume with --resume)" if summary["stopped_early"] else "done"
         typer.echo(

@@ -20,7 +20,7 @@ import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -349,8 +349,3 @@ def _seeded(key: tuple[int, int, int]) -> Iterator[None]:
         random.setstate(py)
         np.random.set_state(npy)
         torch.set_rng_state(th)
-
-
-def describe_counts(images: LabelledImages) -> dict[str, Any]:
-    """``{"total": N, "per_class": {name: n}}`` for logs and metrics.json."""
-    return {"total": len(images), "per_class": images.class_counts()}

@@ -31,6 +31,7 @@ from simmim_deploy.core.errors import UserError
 FORMAT = "simmim-deploy/train-state/1"
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.pt"
+BEST = "best.pt"  # the fine-tuned weights export and evaluate read
 
 
 def last_checkpoint_path(out_dir: str | Path) -> Path:
@@ -103,11 +104,14 @@ class BestCheckpoint:
             self.stale += 1
             return False
         self.best, self.stale = dict(metrics), 0
-        kept = {k: v for k, v in metrics.items() if self.keep is None or k in self.keep}
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         with atomic_path(self.path) as tmp:
-            torch.save({"model": state, "meta": meta, "metrics": kept}, tmp)
+            torch.save({"model": state, "meta": meta, "metrics": self.kept(metrics)}, tmp)
         return True
+
+    def kept(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """The part of ``metrics`` stored in the file (``keep``)."""
+        return {k: v for k, v in metrics.items() if self.keep is None or k in self.keep}
 
     def patience_spent(self, patience: int | None, label: str, done: int, total: int) -> str | None:
         """The early-stopping line once ``patience`` validations passed without a better score.

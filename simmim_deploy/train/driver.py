@@ -4,6 +4,10 @@ Steps per epoch -> the budget (:mod:`simmim_deploy.train.budget`: epochs, warmup
 cadence, patience) -> the engine config -> optimizer and schedule
 (:mod:`simmim_deploy.train.optimization`) -> the resolved ``config.yaml`` (rank 0). The lines
 it returns say what was chosen; pass them to ``fit(notes=...)``.
+
+The fine-tuning commands (classify, detect) also share :class:`FinetuneTask` (validation
+cadence, ``best.pt``, early stopping) and :func:`finetune_summary` (the keys of their
+``metrics.json``).
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from simmim_deploy.core.config import save_config
 from simmim_deploy.train import distributed as dist
 from simmim_deploy.train.budget import apply_budget
-from simmim_deploy.train.engine_config import EngineConfig, steps_per_epoch
+from simmim_deploy.train.checkpointing import BestCheckpoint
+from simmim_deploy.train.engine_config import EngineConfig, FitResult, TrainTask, steps_per_epoch
 from simmim_deploy.train.optimization import Optimization, build_optimization
 
 
@@ -73,3 +79,91 @@ def prepare_run(
         Path(resolved.out).mkdir(parents=True, exist_ok=True)
         save_config(resolved, Path(resolved.out) / "config.yaml")
     return PreparedRun(resolved, EngineConfig.from_options(resolved), opt, (*notes, *opt.notes))
+
+
+class FinetuneTask(TrainTask):
+    """A fine-tuning task: validated every ``eval_every`` epochs and after the last (in fp32),
+    the best weights kept in ``best.pt`` by ``keeper``, stopped early after ``patience``.
+
+    Subclasses implement ``loss`` and :meth:`score`; :meth:`on_best` runs after ``best.pt``
+    was replaced.
+
+    Args:
+        config: the command's config (``eval_every``, ``patience``, ``epochs`` resolved).
+        meta: the checkpoint meta stored in ``best.pt``.
+        keeper: where the best weights go and which score decides.
+        label: the score's name in the early-stopping line, e.g. ``"val top-1"``.
+    """
+
+    def __init__(self, config: Any, meta: dict[str, Any], keeper: BestCheckpoint, label: str):
+        self.cfg, self.meta, self.keeper, self.label = config, meta, keeper, label
+        self.last: dict[str, Any] = {}
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """Scores of the best validation so far."""
+        return self.keeper.best
+
+    def score(self, model: nn.Module, device: torch.device) -> tuple[dict, dict[str, float]]:
+        """``(metrics, logged)``: the validation scores and the few that go to metrics.csv."""
+        raise NotImplementedError
+
+    def on_best(self) -> None:
+        """Called after a validation set a new best (``best.pt`` written)."""
+
+    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        done = epoch + 1
+        if done % self.cfg.eval_every and done != self.cfg.epochs:
+            return {}
+        device = next(model.parameters()).device
+        with torch.autocast(device.type, enabled=False):  # score in fp32 whatever the training
+            metrics, logged = self.score(model, device)
+        metrics["epoch"] = done
+        self.last = metrics
+        if self.keeper.update(model, self.meta, metrics):
+            self.on_best()
+        return logged
+
+    def stop_reason(self) -> str | None:
+        done = int(self.last.get("epoch") or 0)
+        return self.keeper.patience_spent(self.cfg.patience, self.label, done, self.cfg.epochs)
+
+
+def finetune_summary(
+    task: FinetuneTask,
+    result: FitResult,
+    run: PreparedRun,
+    data: str,
+    counts: tuple[int, int],
+    skipped_files: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The ``metrics.json`` of ``train classify|detect``: the best validation's scores at the
+    top level (the keys ``evaluate`` writes), then how the run went.
+
+    Args:
+        counts: ``(train images, val images)``.
+        skipped_files: files left out as unreadable (listed in ``skipped.txt``).
+        extra: command-specific keys.
+    """
+    best = task.best or task.last
+    cfg, opt = run.config, run.optimization
+    return {
+        **best,
+        "best_epoch": best.get("epoch"),
+        "last": task.keeper.kept(task.last),
+        "completed": not result.stopped_early,
+        "early_stop": result.early_stop,
+        "global_step": result.global_step,
+        "peak_lr": opt.lr,
+        "lr_plan": opt.record(),
+        "precision": result.precision,
+        "model": cfg.model,
+        "pretrained": cfg.pretrained,
+        "data": data,
+        "train_images": counts[0],
+        "val_images": counts[1],
+        "skipped_files": skipped_files,
+        "checkpoint": str(task.keeper.path),
+        **extra,
+    }

@@ -65,8 +65,8 @@ def test_outputs_and_checkpoint_meta(run_dir: Path) -> None:
     last = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
     assert last["meta"]["class_names"] == meta["class_names"] and "optimizer" in last
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["train_images"]["total"] == 100
-    assert metrics["val_images"]["total"] == 359
+    assert metrics["train_images"] == 100 == sum(metrics["class_counts"]["train"].values())
+    assert metrics["val_images"] == 359 == sum(metrics["class_counts"]["val"].values())
     assert metrics["num_samples"] == 359
     assert set(metrics["per_class"]) == set(meta["class_names"])
     assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 100.0
