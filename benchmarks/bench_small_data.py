@@ -31,7 +31,9 @@ different --rows/--seeds can share one --work), so the final call only collects 
     python benchmarks/bench_small_data.py --old-src ../oldmain --work runs/bench-small-data
     python benchmarks/bench_small_data.py --work runs/bench-small-data --rows tuned \\
         "tuned + SimMIM" --tuned-patience 0 --name small_data_patience0
-Smoke test (tens of seconds on an idle machine): ``--quick``.
+Smoke test (tens of seconds on an idle machine): ``--quick``. Detection (``builtin:galaxies-det``,
+the same contenders and a CenterNet-style baseline): ``--task det``, written in
+``benchmarks/helpers/small_data_detect.py``.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--collect", action="store_true",
                    help="start nothing: tabulate the runs already scored under --work")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="smoke test: tiny everything")
+    p.add_argument("--task", choices=("cls", "det"), default="cls",
+                   help="cls: this benchmark; det: detection (--task det --help)")  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
         args.labels, args.epochs, args.seeds, args.pool = [7], 2, [0], 128  # 70 >= batch 64
@@ -312,6 +316,14 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--task", choices=("cls", "det"), default="cls")
+    task, argv = pre.parse_known_args(argv)
+    if task.task == "det":  # the detection part: benchmarks/helpers/small_data_detect.py
+        sys.path.insert(0, str(ROOT / "benchmarks" / "helpers"))
+        import small_data_detect
+
+        return small_data_detect.main(argv, run_cli, machine)
     ctx = parse_args(argv)
     ctx.work.mkdir(parents=True, exist_ok=True)
     t0, before = time.perf_counter(), machine()

@@ -168,6 +168,15 @@ def _validation_tiles(counts: list[int], seed: int) -> set[int]:
     return {ranked[g * group + int(rng.integers(group))] for g in range(NUM_VAL)}
 
 
+def validation_origins(name: str, seed: int = 0) -> list[tuple[int, int]]:
+    """Top-left ``(x, y)`` of the validation tiles of set ``name`` in its source image (tile
+    scale), e.g. to keep them out of an unlabelled pre-training pool cut from the same image."""
+    _, source = SETS[name]
+    _, boxes = source()
+    counts = [len(_tile_boxes(boxes, c * TILE, r * TILE)) for r in range(GRID) for c in range(GRID)]
+    return [(i % GRID * TILE, i // GRID * TILE) for i in sorted(_validation_tiles(counts, seed))]
+
+
 def generate_tile_detection(name: str, out_dir: str | Path, seed: int = 0) -> Path:
     """Write the tiles of set ``name`` as COCO folders ``out_dir/{train,val}`` (atomically).
 
