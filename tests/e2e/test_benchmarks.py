@@ -69,3 +69,29 @@ def test_small_data_benchmark_quick(tmp_path: Path) -> None:
     assert len(train) == 70 and len(val) == 100 and not train & val
     # pre-training read the unlabelled pool, never the held-out digits evaluate scores
     assert (tmp_path / "work" / "pretrain" / "cls" / "encoder.safetensors").is_file()
+
+
+def test_small_data_detect_pool_shares_no_pixel_with_the_validation_tiles(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+    from skimage import data as skdata
+
+    from simmim_deploy.data.builtin_tiles import tile_detection_root
+
+    sys.path.insert(0, str(ROOT / "benchmarks" / "helpers"))
+    import small_data_detect
+
+    full = np.asarray(skdata.hubble_deep_field(), np.uint8)
+    val_at = []  # where each validation tile sits in the deep field, found by its pixels
+    for f in sorted((tile_detection_root("galaxies-det") / "val" / "images").glob("*.png")):
+        tile = np.asarray(Image.open(f).convert("RGB"))
+        hits = [(x, y) for y in range(0, 640, 128) for x in range(0, 640, 128)
+                if np.array_equal(full[y : y + 128, x : x + 128], tile)]  # fmt: skip
+        assert len(hits) == 1
+        val_at += hits
+    pool = sorted(small_data_detect.prepare_pool(tmp_path).glob("*.png"))
+    assert len(pool) > 300
+    for f in pool:
+        y, x = map(int, f.stem.split("_"))
+        assert np.array_equal(np.asarray(Image.open(f)), full[y : y + 128, x : x + 128])
+        assert all(abs(x - vx) >= 128 or abs(y - vy) >= 128 for vx, vy in val_at), f.name
