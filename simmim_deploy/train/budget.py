@@ -2,8 +2,11 @@
 
 Recipes are written for ImageNet/COCO, where an epoch is hundreds of optimizer steps. On a few
 hundred images an epoch is a handful of steps, so the recipe's epoch count is far too short a
-run. When ``epochs`` is not given, a run gets the command's epochs, or more: enough for
-:data:`MIN_STEPS` optimizer steps, at most :data:`MAX_AUTO_EPOCHS`. Warmup is capped to a fifth
+run. When ``batch_size`` is not given, it is the command's default (64; detect 16), halved
+until an epoch has at least :data:`MIN_STEPS_PER_EPOCH` optimizer steps (64 on 100 images would
+be one step an epoch, dropping 36 images each time). When ``epochs`` is not given, a run gets
+the command's epochs, or more: enough for :data:`MIN_STEPS` optimizer steps, at most
+:data:`MAX_AUTO_EPOCHS`. Warmup is capped to a fifth
 of the run (``lr_rule.cap_warmup``). On training sets under :data:`SMALL_DATA` images, early
 stopping is on by default (``patience``), and validation runs about :data:`VALIDATIONS` times
 a run.
@@ -18,6 +21,7 @@ from typing import Any
 from simmim_deploy.train.lr_rule import cap_warmup
 
 MIN_STEPS = 300
+MIN_STEPS_PER_EPOCH = 4
 MAX_AUTO_EPOCHS = 200
 SMALL_DATA = 5000
 VALIDATIONS = 50
@@ -33,6 +37,40 @@ class Budget:
     eval_every: int | None
     patience: int | None
     notes: tuple[str, ...]
+
+
+def choose_batch(
+    batch_size: int | None,
+    num_samples: int,
+    *,
+    default: int,
+    world: int = 1,
+    accumulation: int = 1,
+) -> tuple[int, str | None]:
+    """``(batch_size, note)``: the option as given, else ``default`` halved until an epoch of
+    ``num_samples`` has :data:`MIN_STEPS_PER_EPOCH` steps (never below 1); ``note`` says why
+    when it is not ``default``.
+
+    Args:
+        batch_size: the option (None: choose).
+        num_samples: training samples, all processes together.
+        default: the command's default batch per process.
+        world: processes.
+        accumulation: micro-batches per optimizer step.
+    """
+    if batch_size is not None:
+        return batch_size, None
+    per_rank = -(-num_samples // world)
+    batch = default
+    while batch > 1 and per_rank // (batch * accumulation) < MIN_STEPS_PER_EPOCH:
+        batch //= 2
+    if batch == default:
+        return batch, None
+    return batch, (
+        f"batch size {batch} (not given): {num_samples} images make "
+        f"{per_rank // (default * accumulation)} step(s) an epoch at the default {default}, "
+        f"{per_rank // (batch * accumulation)} at {batch} (--batch-size to set it)"
+    )
 
 
 def plan_budget(
@@ -86,7 +124,8 @@ def plan_budget(
         if small:
             notes.append(
                 f"early stopping on ({num_samples} < {SMALL_DATA} training images): after "
-                f"{patience} validations without a better score (--patience 0: off)"
+                f"{patience} validations without progress (a better score, or for classify a "
+                "lower val loss; --patience 0: off)"
             )
     return Budget(epochs, used, eval_every, patience, tuple(notes))
 

@@ -57,8 +57,9 @@ class ClassifyTask(FinetuneTask):
         from timm.loss import SoftTargetCrossEntropy
 
         keeper = BestCheckpoint(
-            out / BEST, "top1", config.resume, keep=("top1", "top5", "loss", "epoch")
-        )
+            out / BEST, "top1", config.resume, keep=("top1", "top5", "loss", "epoch"),
+            progress="loss",
+        )  # fmt: skip
         super().__init__(config, meta, keeper, "val top-1")
         self.val_loader, self.class_names = val_loader, class_names
         self.mixup = None
@@ -206,6 +207,9 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
     )
     task = ClassifyTask(cfg, len(names), val_loader, names, meta, out)
     data_note = f"{splits.description}: {len(splits.train)} train / {len(splits.val)} val images"
+    if cfg.mode == "full" and config.layer_decay is None:
+        why = "from scratch: no pre-trained layers to keep" if cfg.pretrained == "none" else ""
+        data_note += f"; layer-wise LR decay {cfg.layer_decay:g}" + (f" ({why})" if why else "")
     notes = (data_note, f"aug {aug} ({aug_why})", *run.notes)
     result = fit(
         model, task, train_set, run.engine, opt.optimizer, opt.scheduler, out, meta=meta,

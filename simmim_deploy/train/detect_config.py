@@ -9,7 +9,7 @@ resolved values. Conflicting options are refused, never rewritten.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from simmim_deploy.core.config import option, redefault
 from simmim_deploy.core.errors import UserError
@@ -55,7 +55,7 @@ class DetectConfig(FinetuneOptions):
         default_factory=dict,
     )
     drop_path: float = option(0.1, "Stochastic depth of the encoder.")
-    batch_size: int = redefault(RunOptions, "batch_size", 16)
+    DEFAULT_BATCH: ClassVar[int] = 16  # batch_size when not given (halved on small sets)
     warmup_lr: float = redefault(RunOptions, "warmup_lr", 8e-7)
     min_lr: float = redefault(RunOptions, "min_lr", 0.0)
     layer_decay: float | None = option(

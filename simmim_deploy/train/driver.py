@@ -21,8 +21,9 @@ from torch import nn
 
 from simmim_deploy.core.config import save_config
 from simmim_deploy.train import distributed as dist
-from simmim_deploy.train.budget import apply_budget
+from simmim_deploy.train.budget import apply_budget, choose_batch
 from simmim_deploy.train.checkpointing import BestCheckpoint
+from simmim_deploy.train.distributed import launch
 from simmim_deploy.train.engine_config import EngineConfig, FitResult, TrainTask, steps_per_epoch
 from simmim_deploy.train.optimization import Optimization, build_optimization
 
@@ -65,7 +66,16 @@ def prepare_run(
         base_warmup: the command's default warmup epochs.
         **optimizer: ``build_optimization`` options (weight_decay, layer_decay, betas, ...).
     """
-    steps = steps_per_epoch(num_samples, EngineConfig.from_options(config, epochs=1))
+    world = launch().world_size
+    batch, batch_note = choose_batch(
+        config.batch_size,
+        num_samples,
+        default=config.DEFAULT_BATCH,
+        world=world,
+        accumulation=config.accumulation,
+    )
+    config = dataclasses.replace(config, batch_size=batch)
+    steps = steps_per_epoch(num_samples, EngineConfig.from_options(config, epochs=1), world)
     resolved, notes = apply_budget(
         config,
         requested_warmup,
@@ -78,6 +88,7 @@ def prepare_run(
     if dist.is_main():  # before fit starts the process group: the launcher's rank
         Path(resolved.out).mkdir(parents=True, exist_ok=True)
         save_config(resolved, Path(resolved.out) / "config.yaml")
+    notes = (batch_note, *notes) if batch_note else notes
     return PreparedRun(resolved, EngineConfig.from_options(resolved), opt, (*notes, *opt.notes))
 
 

@@ -12,7 +12,7 @@ code; :func:`simmim_deploy.train.optim.effective_lr` turns them into the LR of t
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 from simmim_deploy.core.config import option
 from simmim_deploy.core.errors import UserError
@@ -26,13 +26,17 @@ LRScaling = Literal["auto", "linear", "sqrt", "none"]
 class RunOptions:
     """The shared part of every train config (see the module docstring)."""
 
+    DEFAULT_BATCH: ClassVar[int] = 64  # batch_size when not given (halved on small sets)
+
     epochs: int | None = option(
         None,
         "Passes over the training data (default: the command's, or more on small data so the "
         "run has at least 300 optimizer steps, at most 200 epochs).",
     )
-    batch_size: int = option(
-        64, "Images per step per process (effective batch = batch x processes x accumulation)."
+    batch_size: int | None = option(
+        None,
+        "Images per step per process (effective batch = batch x processes x accumulation; "
+        "default 64, detect 16, halved on small sets until an epoch has 4 steps).",
     )
     accumulation: int = option(1, "Micro-batches per optimizer step.")
     lr: float | None = option(
@@ -102,9 +106,10 @@ class FinetuneOptions(RunOptions):
     )
     patience: int | None = option(
         None,
-        "Stop after N validations without a better score, never in the first half of the run; "
+        "Stop after N validations without progress (a better score; classify: or a lower val "
+        "loss), never in the first half of the run; "
         "best.pt keeps the best (0: never; default: on for training sets under 5,000 images, "
-        "max(10, a fifth of the validations)).",
+        "max(10, a third of the validations)).",
     )
 
     def __post_init__(self) -> None:

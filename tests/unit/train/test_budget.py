@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simmim_deploy.train.budget import plan_budget
+from simmim_deploy.train.budget import choose_batch, plan_budget
 
 
 def test_small_data_gets_enough_steps_and_early_stopping() -> None:
@@ -42,3 +42,15 @@ def test_auto_epochs_are_bounded_and_pretraining_has_no_patience() -> None:
         validates=False,
     )  # fmt: skip
     assert tiny.epochs == 200 and tiny.patience is None and tiny.eval_every is None
+
+
+def test_batch_is_halved_until_an_epoch_has_four_steps_unless_given() -> None:
+    # 100 images at 64 would be 1 step an epoch (36 images dropped); 16 makes 6
+    batch, note = choose_batch(None, 100, default=64)
+    assert batch == 16 and "batch size 16 (not given)" in note and "1 step(s)" in note
+    assert choose_batch(None, 5000, default=64) == (64, None)  # large: the default, silently
+    assert choose_batch(None, 19, default=16)[0] == 4  # detection tiles: 4 steps of 4
+    assert choose_batch(None, 3, default=16)[0] == 1  # never below one image
+    assert choose_batch(None, 1000, default=64, world=4)[0] == 32  # 250 per rank: 7 of 32
+    assert choose_batch(None, 512, default=64, accumulation=4)[0] == 32  # 4 steps of 4 x 32
+    assert choose_batch(64, 100, default=64) == (64, None)  # given: never changed

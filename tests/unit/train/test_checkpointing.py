@@ -11,6 +11,7 @@ from torch import nn
 
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.train.checkpointing import (
+    BestCheckpoint,
     capture_rng_state,
     last_checkpoint_path,
     load_training_state,
@@ -143,3 +144,21 @@ def test_non_finite_loss_stops_and_keeps_last_good(tmp_path):
     state = load_training_state(last_checkpoint_path(tmp_path))
     assert state["progress"]["global_step"] == 4
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_a_falling_validation_loss_counts_as_progress_for_early_stopping(tmp_path):
+    model = nn.Linear(2, 2)
+    keeper = BestCheckpoint(tmp_path / "best.pt", "top1", resume=False, progress="loss")
+    scores = [(20, 2.0), (20, 1.9), (20, 1.8), (19, 1.85), (20, 1.9), (18, 2.0)]
+    stale = []
+    for top1, loss in scores:
+        keeper.update(model, {}, {"top1": top1, "loss": loss})
+        stale.append(keeper.stale)
+    # top-1 never beat 20 after the first validation, but the loss fell twice more
+    assert stale == [0, 0, 0, 1, 2, 3]
+    assert keeper.best["loss"] == 2.0  # best.pt is still chosen by top-1 (the first 20)
+    assert "val top-1 and loss did not improve in 3" in keeper.patience_spent(3, "val top-1", 9, 10)
+    plain = BestCheckpoint(tmp_path / "plain.pt", "top1", resume=False)
+    for top1, loss in scores:
+        plain.update(model, {}, {"top1": top1, "loss": loss})
+    assert plain.stale == 5  # without ``progress`` only the score counts

@@ -27,11 +27,18 @@ def test_conflicting_options_are_refused() -> None:
 
 def test_defaults_follow_mode_and_family_but_never_override() -> None:
     swin = "swin_tiny_patch4_window7_224"
-    full = resolve_defaults(ClassifyConfig(data="d", out="o", model=swin, epochs=100))
+    enc = "encoder.safetensors"
+    full = resolve_defaults(
+        ClassifyConfig(data="d", out="o", model=swin, epochs=100, pretrained=enc)
+    )
     assert (full.layer_decay, full.mixup, full.randaug) == (0.9, 0.8, "rand-m9-mstd0.5-inc1")
     assert full.warmup_epochs == 20.0  # official, 100 epochs
-    vit = resolve_defaults(ClassifyConfig(data="d", out="o", epochs=10, mixup=0.2))
+    vit = resolve_defaults(ClassifyConfig(data="d", out="o", epochs=10, mixup=0.2, pretrained=enc))
     assert (vit.layer_decay, vit.mixup, vit.warmup_epochs) == (0.65, 0.2, 2.0)
+    # from scratch there is nothing pre-trained to keep: no layer-wise decay unless given
+    assert resolve_defaults(ClassifyConfig(data="d", out="o")).layer_decay == 1.0
+    given = ClassifyConfig(data="d", out="o", layer_decay=0.8)
+    assert resolve_defaults(given).layer_decay == 0.8
     linear = resolve_defaults(ClassifyConfig(data="d", out="o", mode="linear"))
     assert (linear.mixup, linear.drop_path, linear.layer_decay, linear.head_norm) == (
         0.0,
