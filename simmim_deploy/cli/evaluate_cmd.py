@@ -12,7 +12,7 @@ from simmim_deploy.train.evaluate import EvaluateConfig
 DOC = """Evaluate a fine-tuned checkpoint: classification top-1/top-5, per-class P/R/F1 and a
 confusion matrix; detection COCO mAP (every score in percent). Writes OUT/metrics.json and plots.
 
-Example: simmim-deploy evaluate --checkpoint runs/classify/best.pt --data builtin:digits
+Example: simmim-deploy evaluate runs/classify/best.pt --data builtin:digits
 """
 
 BRIEF = ("task", "top1", "top5", "macro_f1", "mAP", "mAP50", "num_samples", "skipped_files")

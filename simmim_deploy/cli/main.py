@@ -59,19 +59,24 @@ def _root(
     """SimMIM pre-training, fine-tuning, export and serving for timm ViT/Swin encoders."""
 
 
-train_app.command("pretrain")(train_pretrain_cmd.pretrain)
-train_app.command("classify")(train_classify_cmd.classify)
-train_app.command("detect")(train_detect_cmd.detect)
-app.command("evaluate")(evaluate_cmd.evaluate)
-app.command("export")(export_cmd.export)
-app.command("build")(build_cmd.build)
-app.command("verify")(verify_cmd.verify)
-app.command("triton")(triton_cmd.triton)
-app.command("predict")(predict_cmd.predict)
-app.command("serve")(serve_cmd.serve)
-app.command("benchmark")(benchmark_cmd.benchmark)
-app.command("demo")(demo_cmd.demo)
-app.command("checks")(checks_cmd.checks)
+# (group, name, command function), in --help order.
+COMMANDS = (
+    (train_app, "pretrain", train_pretrain_cmd.pretrain),
+    (train_app, "classify", train_classify_cmd.classify),
+    (train_app, "detect", train_detect_cmd.detect),
+    (app, "evaluate", evaluate_cmd.evaluate),
+    (app, "export", export_cmd.export),
+    (app, "build", build_cmd.build),
+    (app, "verify", verify_cmd.verify),
+    (app, "triton", triton_cmd.triton),
+    (app, "predict", predict_cmd.predict),
+    (app, "serve", serve_cmd.serve),
+    (app, "benchmark", benchmark_cmd.benchmark),
+    (app, "demo", demo_cmd.demo),
+    (app, "checks", checks_cmd.checks),
+)
+for group, name, function in COMMANDS:
+    group.command(name)(function)
 
 
 def main() -> None:

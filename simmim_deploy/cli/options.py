@@ -6,7 +6,10 @@ generated option defaults to "not given", so the value comes from the command li
 ``--config`` recipe, else the dataclass default, in that order (``core.config.load_config``).
 
 Types: ``bool`` -> ``--x/--no-x``; ``Literal`` -> a choice; ``tuple``/``list`` -> a comma list
-(``--strides 4,8,16``); ``dict`` fields must be ``cli=False`` (YAML only).
+that may also be repeated (``--strides 4,8,16`` = ``--strides 4 --strides 8,16``); a union takes
+its first type (``str | tuple[int, ...]`` is a string); ``dict`` fields must be ``cli=False``
+(YAML only). A ``positional`` field is an argument (``NAME``); ``old_flags`` still work and print
+a deprecation line.
 
 Written by hand instead of adopting tyro/jsonargparse: the project already has Typer and a
 YAML loader with close-match suggestions, and this is the one ~100-line piece that joins them.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -48,23 +52,34 @@ def config_command(
     shared_names = {f.name for f in dataclasses.fields(shared)} if shared else set()
     fields = [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
     fields.sort(key=lambda f: f.name in shared_names)  # the command's own options first
+    fields.sort(key=lambda f: not f.metadata.get("positional"))  # arguments first, in order
     params = [
         _parameter(f, hints[f.name], SHARED_PANEL if f.name in shared_names else None)
         for f in fields
     ]
+    old = {  # hidden parameter name -> (old flag, field)
+        f"{f.name}__old{i}": (flag, f)
+        for f in fields
+        for i, flag in enumerate(f.metadata.get("old_flags", ()))
+    }
+    params += [_old_parameter(name, flag, hints[f.name]) for name, (flag, f) in old.items()]
     params.append(
         inspect.Parameter(
             "config",
             inspect.Parameter.KEYWORD_ONLY,
             annotation=Optional[Path],  # noqa: UP045 - typer reads it at run time
             default=typer.Option(
-                None, "--config", help="Recipe YAML (e.g. train/*.yaml); options given here win."
+                None,
+                "--config",
+                help="Recipe YAML (train/*.yaml, export/*.yaml); options given here win.",
             ),
         )
     )
 
     def command(**given: Any) -> None:
         recipe = given.pop("config")
+        for name, (flag, f) in old.items():
+            _take_old(given, given.pop(name), flag, f)
         values = {k: _from_cli(v, hints[k], k) for k, v in given.items() if v is not None}
         run(load_config(cls, recipe, values))
 
@@ -80,31 +95,69 @@ def _parameter(f: dataclasses.Field, annotation: Any, panel: str | None) -> insp
     help_text = f.metadata.get("help", "")
     if is_required(f):
         help_text += " Required (here or in the --config recipe)."
-    cli_type: Any = {bool: bool, int: int, float: float, str: str, tuple: str}[kind]
-    if choices:
-        cli_type = typing.Literal[choices]  # type: ignore[valid-type]
-    return inspect.Parameter(
-        f.name,
-        inspect.Parameter.KEYWORD_ONLY,
-        annotation=Optional[cli_type],  # noqa: UP045 - typer reads it at run time
-        default=typer.Option(
+    cli_type = _cli_type(kind, choices)
+    if f.metadata.get("positional"):
+        default = typer.Argument(
+            None, help=help_text, metavar=flag, show_default=_shown_default(f, kind)
+        )
+    else:
+        default = typer.Option(
             None,
             *decls,
             help=help_text,
             show_default=_shown_default(f, kind),
             rich_help_panel=panel,
-        ),
+            metavar="A,B,..." if kind is tuple else None,
+        )
+    return inspect.Parameter(
+        f.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Optional[cli_type],  # noqa: UP045 - typer reads it at run time
+        default=default,
     )
+
+
+def _cli_type(kind: type, choices: tuple[Any, ...]) -> Any:
+    if choices:
+        return typing.Literal[choices]  # type: ignore[valid-type]
+    return {bool: bool, int: int, float: float, str: str, tuple: list[str]}[kind]
+
+
+def _old_parameter(name: str, flag: str, annotation: Any) -> inspect.Parameter:
+    """A hidden option for an earlier spelling of a field."""
+    kind, choices = _cli_kind(annotation)
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Optional[_cli_type(kind, choices)],  # noqa: UP045 - typer reads it at run time
+        default=typer.Option(None, flag, hidden=True),
+    )
+
+
+def _take_old(given: dict[str, Any], value: Any, flag: str, f: dataclasses.Field) -> None:
+    """Use a value given under an old flag for its field."""
+    given[f.name] = renamed(flag, flag_of(f), value, given.get(f.name))
+
+
+def renamed(old: str, new: str, old_value: Any, new_value: Any) -> Any:
+    """An option's value when it may come under its earlier spelling ``old``.
+
+    ``old_value`` (None: not given) wins with a deprecation line on stderr; both given and
+    different is a :class:`UserError`.
+    """
+    if old_value is None:
+        return new_value
+    print(f"warning: {old} is deprecated; use {new} instead", file=sys.stderr)
+    if new_value is not None and new_value != old_value:
+        raise UserError(f"{old} and {new} name the same option; give it once")
+    return old_value
 
 
 def _cli_kind(annotation: Any) -> tuple[type, tuple[Any, ...]]:
     """``(kind, choices)``: kind one of bool/int/float/str/tuple; choices for a Literal."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) != 1:
-            raise TypeError(f"cannot make a CLI option of {annotation}")
-        return _cli_kind(inner[0])
+    if origin in (typing.Union, types.UnionType):  # the first type decides
+        return _cli_kind(next(a for a in args if a is not type(None)))
     if origin is typing.Literal:
         return str, tuple(args)
     if origin in (tuple, list):
@@ -128,17 +181,19 @@ def _shown_default(f: dataclasses.Field, kind: type) -> str | bool:
 
 
 def _from_cli(value: Any, annotation: Any, key: str) -> Any:
-    """A comma list becomes a list of the item type; other values are already typed."""
+    """Comma lists (the option may be repeated) become one list of the item type; other values
+    are already typed."""
     kind, _ = _cli_kind(annotation)
     if kind is not tuple:
         return value
     inner = _item_type(annotation)
-    items = [v.strip() for v in str(value).split(",") if v.strip()]
+    given = value if isinstance(value, (list, tuple)) else [value]
+    items = [v.strip() for text in given for v in str(text).split(",") if v.strip()]
     try:
         return [inner(v) for v in items]
     except ValueError:
         raise UserError(
-            f"--{key.replace('_', '-')}: expected a comma list, got {value!r}"
+            f"--{key.replace('_', '-')}: expected a comma list, got {','.join(given)!r}"
         ) from None
 
 

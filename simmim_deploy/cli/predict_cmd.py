@@ -36,7 +36,8 @@ def predict(
     ),
     save_vis: Path | None = typer.Option(None, help="Folder for images with labels/boxes drawn."),
     top_k: int = typer.Option(5, help="Classes per image (classification)."),
-    conf: float = typer.Option(0.25, help="Minimum box score (detection)."),
+    score_thresh: float = typer.Option(0.25, help="Minimum box score (detection)."),
+    conf: float | None = typer.Option(None, "--conf", hidden=True),  # old name of --score-thresh
     workers: int = typer.Option(
         0, help="Decoding threads (0: one per spare core); --engine ray: decoding tasks at once."
     ),
@@ -59,10 +60,12 @@ def predict(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from simmim_deploy.cli.options import renamed
     from simmim_deploy.serve.predict import PredictConfig, run_predict
 
+    score_thresh = renamed("--conf", "--score-thresh", conf, None) or score_thresh
     cfg = PredictConfig(
-        str(bundle), tuple(sources), batch_size, backend, precision, top_k, conf,
+        str(bundle), tuple(sources), batch_size, backend, precision, top_k, score_thresh,
         None if out is None else str(out), None if save_vis is None else str(save_vis),
         workers, threads,
     )  # fmt: skip

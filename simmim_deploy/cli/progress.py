@@ -1,4 +1,4 @@
-"""A one-line progress display for multi-step commands (export, verify): step and elapsed time."""
+"""One-line progress displays on stderr: steps (export, verify) or counted work (benchmark)."""
 
 from __future__ import annotations
 
@@ -20,3 +20,18 @@ def step_progress(title: str) -> Iterator[Callable[[str], None]]:
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(title, total=None)
         yield lambda label: bar.update(task, description=f"{title}: {label}")
+
+
+@contextlib.contextmanager
+def count_progress(title: str) -> Iterator[Callable[[int, int], None]]:
+    """A bar ``title ━━━ done/total remaining-time`` on stderr, transient.
+
+    Yields the ``on_progress(done, total)`` callback the library functions take.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(title, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

@@ -2,88 +2,93 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
-import typer
+from simmim_deploy.cli.options import config_command
+from simmim_deploy.core.config import option
+from simmim_deploy.core.errors import UserError
+from simmim_deploy.serve.server import MAX_BODY_MB, ServeConfig
 
-from simmim_deploy.core.backends import backend_help
+DOC = """Serve POST /v1/predict, the Open Inference Protocol v2 (/v2/...: tritonclient, KServe),
+GET /healthz, GET /metrics and the OpenAPI docs at /docs.
+
+Example: simmim-deploy serve runs/bundle --port 8000 --max-batch 32 --token-file token.txt
+"""
+LOCAL = ("127.0.0.1", "localhost", "::1")
 
 
-def serve(
-    bundle: Path = typer.Argument(..., help="Bundle directory (from export)."),
-    host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the server."),
-    port: int = typer.Option(8000, help="TCP port."),
-    max_batch: int = typer.Option(32, help="Most images per inference batch."),
-    max_wait_ms: float = typer.Option(5.0, help="How long a batch waits to fill up."),
-    workers: int = typer.Option(1, help="Server processes, each with its own model."),
-    token_file: Path | None = typer.Option(
-        None, help="File holding a bearer token; requests without it get 401."
-    ),
-    backend: str = typer.Option("auto", help=backend_help("torch")),
-    precision: str | None = typer.Option(None, help="Bundle artefact: fp32, fp16, int8..."),
-    threads: int | None = typer.Option(None, help="Inference threads (ONNX Runtime intra-op)."),
-    timeout: float = typer.Option(30.0, help="Seconds before a request gets 504."),
-    max_body_mb: float = typer.Option(20.0, help="Largest request body in MiB (413 above)."),
-    max_pixels: int = typer.Option(40_000_000, help="Largest image in pixels (413 above)."),
-    top_k: int = typer.Option(5, help="Default classes per image (?top_k= overrides)."),
-    conf: float = typer.Option(0.25, help="Default minimum box score (?conf= overrides)."),
-    model_name: str | None = typer.Option(
-        None, help="Model name in /v2/models/NAME (default: the bundle folder's name)."
-    ),
-) -> None:
-    """Serve POST /v1/predict, the Open Inference Protocol v2 (/v2/...: tritonclient, KServe),
-    GET /healthz, GET /metrics and the OpenAPI docs at /docs.
+@dataclasses.dataclass(frozen=True)
+class ServeOptions(ServeConfig):
+    """The app's :class:`ServeConfig` plus how the command runs the server."""
 
-    Example: simmim-deploy serve runs/bundle --port 8000 --max-batch 32 --token-file token.txt
-    """
-    import os
+    host: str = option("127.0.0.1", "Interface to bind; 0.0.0.0 exposes the server.")
+    port: int = option(8000, "TCP port.")
+    workers: int = option(1, "Server processes, each with its own model.")
+    token_file: str | None = option(
+        None, "File holding a bearer token; requests without it get 401."
+    )
+    max_body_mb: float = option(float(MAX_BODY_MB), "Largest request body in MiB (413 above).")
 
-    from simmim_deploy.core.errors import UserError, require
-    from simmim_deploy.serve.server import ENV_CONFIG, ServeConfig, config_to_env, create_app
+    def app_config(self) -> ServeConfig:
+        """The app's part, with the token read from ``token_file``."""
+        token = None
+        if self.token_file is not None:
+            if not Path(self.token_file).is_file():
+                raise UserError(f"--token-file {self.token_file} does not exist")
+            token = Path(self.token_file).read_text(encoding="utf-8").strip()
+        app = {f.name: getattr(self, f.name) for f in dataclasses.fields(ServeConfig)}
+        app.update(token=token, max_body_bytes=int(self.max_body_mb * 1024 * 1024))
+        return ServeConfig(**app)
+
+
+def _run(opts: ServeOptions) -> None:
+    from simmim_deploy.core.errors import require
 
     uvicorn = require("uvicorn", "serve", "the HTTP server")
-    token = None
-    if token_file is not None:
-        if not token_file.is_file():
-            raise UserError(f"--token-file {token_file} does not exist")
-        token = token_file.read_text(encoding="utf-8").strip()
-    cfg = ServeConfig(
-        str(bundle), max_batch, max_wait_ms, token, int(max_body_mb * 1024 * 1024), max_pixels,
-        request_timeout_s=timeout, backend=backend, precision=precision, threads=threads,
-        top_k=top_k, conf=conf, model_name=model_name,
-    )  # fmt: skip
-    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+    cfg = opts.app_config()
+    if cfg.token is None and opts.host not in LOCAL:
         print(
-            f"warning: serving on {host} without --token-file: anyone can call it", file=sys.stderr
+            f"warning: serving on {opts.host} without --token-file: anyone can call it",
+            file=sys.stderr,
         )
     # uvicorn first stops accepting, then waits this long for in-flight requests to finish.
-    graceful = timeout + 5.0
-    if workers > 1:
-        from simmim_deploy.core.manifest import is_checkpoint
-
-        if backend == "torch" or is_checkpoint(bundle):
-            raise UserError("a checkpoint (--backend torch) is served with --workers 1 only")
-        from simmim_deploy.core.manifest import read_manifest
-
-        read_manifest(bundle)  # fail here, once, rather than in every worker
-        os.environ[ENV_CONFIG] = config_to_env(cfg)
-        from simmim_deploy.serve.metrics import shared_metrics_dir
-
-        with shared_metrics_dir():  # /metrics sums every worker (prometheus multiprocess mode)
-            uvicorn.run(
-                "simmim_deploy.serve.server:create_app_from_env", factory=True, host=host,
-                port=port, workers=workers, timeout_graceful_shutdown=graceful, log_level="info",
-            )  # fmt: skip
+    graceful = cfg.request_timeout_s + 5.0
+    run = {"host": opts.host, "port": opts.port, "timeout_graceful_shutdown": graceful}
+    if opts.workers > 1:
+        _run_workers(uvicorn, cfg, opts.workers, run)
         return
     from simmim_deploy.cli.targets import open_target
+    from simmim_deploy.serve.server import create_app
 
     runtime = None
-    runner, manifest = open_target(bundle, backend, threads)
+    runner, manifest = open_target(cfg.bundle, cfg.backend, cfg.threads)
     if runner is not None:
         from simmim_deploy.serve.runtime import Runtime
 
-        runtime = Runtime(bundle, runner, manifest=manifest, max_pixels=max_pixels)
-    options = {k: v for k, v in cfg.__dict__.items() if k != "bundle"}
-    app = create_app(str(bundle), runtime=runtime, **options)
-    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=graceful, log_level="info")
+        runtime = Runtime(cfg.bundle, runner, manifest=manifest, max_pixels=cfg.max_pixels)
+    options = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "bundle"}
+    uvicorn.run(create_app(cfg.bundle, runtime=runtime, **options), log_level="info", **run)
+
+
+def _run_workers(uvicorn, cfg: ServeConfig, workers: int, run: dict) -> None:  # noqa: ANN001
+    """Several server processes, each opening the bundle (not a checkpoint)."""
+    import os
+
+    from simmim_deploy.core.manifest import is_checkpoint, read_manifest
+    from simmim_deploy.serve.metrics import shared_metrics_dir
+    from simmim_deploy.serve.server import ENV_CONFIG, config_to_env
+
+    if cfg.backend == "torch" or is_checkpoint(cfg.bundle):
+        raise UserError("a checkpoint (--backend torch) is served with --workers 1 only")
+    read_manifest(cfg.bundle)  # fail here, once, rather than in every worker
+    os.environ[ENV_CONFIG] = config_to_env(cfg)
+    with shared_metrics_dir():  # /metrics sums every worker (prometheus multiprocess mode)
+        uvicorn.run(
+            "simmim_deploy.serve.server:create_app_from_env", factory=True, workers=workers,
+            log_level="info", **run,
+        )  # fmt: skip
+
+
+serve = config_command(ServeOptions, _run, DOC)

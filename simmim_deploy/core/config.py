@@ -27,15 +27,25 @@ def option(
     *,
     flag: str | None = None,
     cli: bool = True,
+    positional: bool = False,
+    old_flags: tuple[str, ...] = (),
     default_factory: Any = dataclasses.MISSING,
 ) -> Any:
     """Declare a config field once: its default and help text.
 
     The command-line option (``--name-with-dashes`` unless ``flag`` names it), the YAML recipe
     key (the field name) and the ``--help`` default are all generated from this declaration.
-    ``cli=False`` keeps a field YAML-only (nested mappings, rarely changed internals).
+    ``cli=False`` keeps a field YAML-only (nested mappings, rarely changed internals);
+    ``positional`` makes it a command-line argument (``NAME``) instead of an option.
+    ``old_flags``: earlier spellings, still accepted with a deprecation line.
     """
-    metadata = {"help": help, "flag": flag, "cli": cli}
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "cli": cli,
+        "positional": positional,
+        "old_flags": tuple(old_flags),
+    }
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -57,7 +67,10 @@ def is_required(f: dataclasses.Field) -> bool:
 
 
 def flag_of(f: dataclasses.Field) -> str:
-    """The command-line flag of a field: its ``flag`` metadata or ``--name-with-dashes``."""
+    """How the command line spells a field: ``NAME`` for an argument, else its ``flag``
+    metadata or ``--name-with-dashes``."""
+    if f.metadata.get("positional"):
+        return f.name.upper()
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from simmim_deploy.core.config import option
 from simmim_deploy.core.errors import UserError
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-w7")
@@ -67,52 +68,58 @@ DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
-    """Options of one export run.
+    """Options of one export run (each field's help is its ``--help`` line)."""
 
-    Attributes:
-        checkpoint: fine-tuned ``best.pt`` (see ``simmim_deploy.models.factory``).
-        out: bundle directory to create.
-        precision: artefacts to write; ``fp32`` is always written (the reference graph).
-        calib_data: ``builtin:NAME`` or an image folder; required for ``int8``.
-        calib_images: at most this many calibration images.
-        calib_method: activation range estimator for static INT8.
-        int8_scope: ``linear`` quantizes MatMul/Gemm and the patch-embed Conv only; ``all`` every
-            op ONNX Runtime can quantize.
-        prune: fraction of attention heads and MLP channels to remove (0 = no pruning).
-        prune_blocks: whole transformer blocks to drop (least important first).
-        recover_epochs: distillation epochs after pruning (needs ``calib_data`` or ``eval_data``).
-        batch: TensorRT/Triton batch profile ``(min, opt, max)``.
-        eval_data: labelled data for the task metric: classification ``builtin:mnist`` or an
-            ImageFolder (top-1), detection a COCO folder, ``yolo:``/``voc:`` or
-            ``builtin:digits-det`` (COCO mAP).
-        verify_images: images run through PyTorch and every artefact.
-        thresholds: per-precision overrides, e.g. ``{"int8": {"min_cosine": 0.95}}``.
-        triton: also write a Triton model repository under ``BUNDLE/triton``.
-        opset: ONNX opset (>= 17 keeps LayerNormalization a single node).
-        exporter: ``auto`` tries the dynamo exporter and falls back to TorchScript.
-        overwrite: replace an existing bundle.
-        target: write every artefact of :data:`TARGETS` ``[target]`` instead of ``precision``.
-    """
-
-    checkpoint: str
-    out: str
-    precision: tuple[str, ...] | str = ("fp32",)
-    calib_data: str | None = None
-    calib_images: int = 512
-    calib_method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    int8_scope: Literal["linear", "all"] = "linear"
-    prune: float = 0.0
-    prune_blocks: int = 0
-    recover_epochs: int = 0
-    batch: tuple[int, ...] | str = (1, 8, 32)
-    eval_data: str | None = None
-    verify_images: int = 64
-    thresholds: dict = dataclasses.field(default_factory=dict)
-    triton: bool = False
-    opset: int = 18
-    exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
-    overwrite: bool = False
-    target: Literal["cpu"] | None = None
+    checkpoint: str = option(
+        help="Fine-tuned best.pt (or its run folder) of train classify|detect.", positional=True
+    )
+    out: str = option(help="Bundle directory to create.")
+    precision: tuple[str, ...] | str = option(
+        ("fp32",),
+        f"Artefacts to write: {'|'.join(PRECISIONS)}, a comma list (fp32, the reference, always).",
+    )
+    calib_data: str | None = option(
+        None, "Real calibration images for static INT8: builtin:NAME or a folder."
+    )
+    calib_images: int = option(512, "At most this many calibration images.")
+    calib_method: Literal["minmax", "entropy", "percentile"] = option(
+        "minmax", "Activation range estimator of static INT8."
+    )
+    int8_scope: Literal["linear", "all"] = option(
+        "linear",
+        "linear: MatMul/Gemm and the patch-embed Conv only; all: every op ONNX Runtime can "
+        "quantize.",
+    )
+    prune: float = option(0.0, "Fraction of attention heads and MLP channels to remove.")
+    prune_blocks: int = option(0, "Whole transformer blocks to drop (least important first).")
+    recover_epochs: int = option(
+        0, "Distillation epochs after pruning (needs --calib-data or --eval-data)."
+    )
+    batch: str | tuple[int, ...] = option(
+        "1:8:32", "TensorRT/Triton batch profile MIN:OPT:MAX (images per call)."
+    )
+    eval_data: str | None = option(
+        None,
+        "Labelled held-out data for the task metric: top-1 (builtin:mnist, ImageFolder) or COCO "
+        "mAP (COCO folder, yolo:DIR, voc:DIR, builtin:digits-det).",
+    )
+    verify_images: int = option(64, "Images run through PyTorch and every artefact.")
+    thresholds: dict = option(
+        help="Per-precision parity overrides, e.g. {int8: {min_cosine: 0.95}} (YAML only).",
+        cli=False,
+        default_factory=dict,
+    )
+    triton: bool = option(False, "Also write a Triton model repository under BUNDLE/triton.")
+    opset: int = option(18, "ONNX opset (>= 17 keeps LayerNormalization a single node).")
+    exporter: Literal["auto", "dynamo", "torchscript"] = option(
+        "auto", "auto tries the dynamo exporter and falls back to TorchScript."
+    )
+    overwrite: bool = option(False, "Replace an existing bundle.")
+    target: Literal["cpu"] | None = option(
+        None,
+        f"cpu: every CPU artefact worth choosing among ({', '.join(TARGETS['cpu'])}), each "
+        "verified; --backend auto picks the fastest where it runs.",
+    )
 
     def __post_init__(self) -> None:
         ckpt = Path(self.checkpoint)

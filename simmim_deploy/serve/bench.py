@@ -9,6 +9,7 @@ matplotlib is installed, ``benchmark.png`` (the edge runtime never needs matplot
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import json
@@ -23,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from simmim_deploy.core.atomic import atomic_write_text
-from simmim_deploy.core.backends import ONNX_BACKENDS
+from simmim_deploy.core.backends import ONNX_BACKENDS, backend_help
+from simmim_deploy.core.config import option
 from simmim_deploy.core.cpu import cpu_info
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.core.manifest import read_manifest
@@ -32,6 +34,35 @@ from simmim_deploy.serve.predict import expand_sources
 from simmim_deploy.serve.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkConfig:
+    """What ``simmim-deploy benchmark`` measures (help text in each field)."""
+
+    target: str = option(help="Bundle directory, or a fine-tuned checkpoint.", positional=True)
+    backend: tuple[str, ...] = option(
+        ("ort",), "Backends to compare: " + backend_help("torch"), old_flags=("--backends",)
+    )
+    batch_size: tuple[int, ...] = option(
+        (1, 8, 32), "Images per inference call, one setting each.", old_flags=("--batch-sizes",)
+    )
+    precision: tuple[str, ...] | None = option(
+        None, "Bundle artefacts, e.g. fp32,int8 (default: all).", old_flags=("--precisions",)
+    )
+    duration: float = option(5.0, "Seconds per backend/precision/batch setting.")
+    warmup: int = option(3, "Untimed calls before each measurement.")
+    images: str | None = option(None, "Real images: a folder, glob or .txt list.")
+    threads: int | None = option(None, "Inference threads (ONNX Runtime intra-op).")
+    out: str | None = option(None, "Folder for benchmark.json/png (default: the bundle).")
+
+    def __post_init__(self) -> None:
+        if self.duration <= 0:
+            raise UserError(f"--duration must be > 0, got {self.duration}")
+        if not self.batch_size or min(self.batch_size) < 1:
+            raise UserError(f"--batch-size must be positive integers, got {list(self.batch_size)}")
+        if not self.backend:
+            raise UserError("--backend: name at least one backend")
 
 
 def latency_stats(seconds: list[float], batch: int) -> dict[str, float]:
@@ -171,6 +202,7 @@ def run_benchmark(
     warmup: int = 3,
     extra_backends: dict[str, Backend] | None = None,
     manifest: dict[str, Any] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Benchmark every (backend, precision, batch size) and write the report.
 
@@ -187,24 +219,31 @@ def run_benchmark(
         warmup: untimed calls before each measurement.
         extra_backends: ready-made backends by name.
         manifest: manifest to use instead of ``bundle/manifest.json``.
+        on_progress: called with ``(settings done, settings)`` after each one.
 
     Returns:
         ``{"environment", "images", "results": [{"backend", "precision", "batch", "describe",
         "model_only": {...}, "end_to_end": {...}}], "json", "plot"}``.
     """
     if duration <= 0 or not batch_sizes or min(batch_sizes) < 1:
-        raise UserError("--duration must be > 0 and --batch-sizes positive integers")
+        raise UserError("--duration must be > 0 and --batch-size positive integers")
     encoded, origin = sample_images(images)
     extra = extra_backends or {}
+    opened = [
+        (name, runtime, precision)
+        for name in backends
+        for runtime, precision in _runtimes(bundle, name, precisions, threads, extra, manifest)
+    ]
+    settings = [(*o, batch) for o in opened for batch in batch_sizes]
     results = []
-    for name in backends:
-        for runtime, precision in _runtimes(bundle, name, precisions, threads, extra, manifest):
-            for batch in batch_sizes:
-                figures = bench_runtime(runtime, encoded, batch, duration, warmup)
-                results.append(
-                    {"backend": name, "precision": precision, "batch": batch,
-                     "describe": runtime.backend.describe(), **figures}
-                )  # fmt: skip
+    for name, runtime, precision, batch in settings:
+        figures = bench_runtime(runtime, encoded, batch, duration, warmup)
+        results.append(
+            {"backend": name, "precision": precision, "batch": batch,
+             "describe": runtime.backend.describe(), **figures}
+        )  # fmt: skip
+        if on_progress is not None:
+            on_progress(len(results), len(settings))
     report: dict[str, Any] = {
         "bundle": str(bundle),
         "environment": environment(threads),

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from simmim_deploy.core.backends import backend_help
+from simmim_deploy.core.config import option
 from simmim_deploy.core.errors import UserError, require
 from simmim_deploy.serve.batcher import DynamicBatcher
 from simmim_deploy.serve.handlers import predict_images, within
@@ -33,6 +35,7 @@ from simmim_deploy.serve.metrics import ServerMetrics
 from simmim_deploy.serve.runtime import Runtime
 
 ENV_CONFIG = "SIMMIM_DEPLOY_SERVE_CONFIG"  # JSON ServeConfig for multi-worker factories
+MAX_BODY_MB = 20  # default largest request body, MiB
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a URL path segment without escaping
 
 
@@ -40,21 +43,29 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a URL path segment without 
 class ServeConfig:
     """Options of ``simmim-deploy serve`` that shape the app (validated on construction)."""
 
-    bundle: str
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    token: str | None = None
-    max_body_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_images: int = 64
-    max_queue: int = 1024
-    request_timeout_s: float = 30.0
-    backend: str = "auto"
-    precision: str | None = None
-    threads: int | None = None
-    top_k: int = 5
-    conf: float = 0.25
-    model_name: str | None = None  # Open Inference Protocol name; None: the bundle folder's
+    bundle: str = option(
+        help="Bundle directory (from export), or a checkpoint with --backend torch.",
+        positional=True,
+    )
+    max_batch: int = option(32, "Most images per inference batch.")
+    max_wait_ms: float = option(5.0, "How long a batch waits to fill up.")
+    token: str | None = option(None, "Bearer token requests must carry.", cli=False)
+    max_body_bytes: int = option(MAX_BODY_MB << 20, "Largest request body (413 above).", cli=False)
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, "Largest image in pixels (413 above).")
+    max_images: int = option(64, "Most images in one request.")
+    max_queue: int = option(1024, "Most images waiting for a batch (503 above).")
+    request_timeout_s: float = option(30.0, "Seconds before a request gets 504.", flag="--timeout")
+    backend: str = option("auto", "Inference backend: " + backend_help("torch"))
+    precision: str | None = option(None, "Bundle artefact: fp32, fp16, int8...")
+    threads: int | None = option(None, "Inference threads (ONNX Runtime intra-op).")
+    top_k: int = option(5, "Default classes per image (?top_k= overrides).")
+    conf: float = option(
+        0.25, "Default minimum box score (?conf= overrides).", flag="--score-thresh",
+        old_flags=("--conf",),
+    )  # fmt: skip
+    model_name: str | None = option(
+        None, "Model name in /v2/models/NAME (default: the bundle folder's name)."
+    )
 
     def __post_init__(self) -> None:
         checks = {
@@ -66,7 +77,7 @@ class ServeConfig:
             "max_queue": self.max_queue >= self.max_batch,
             "--timeout": self.request_timeout_s > 0,
             "--top-k": self.top_k >= 1,
-            "--conf": 0.0 <= self.conf <= 1.0,
+            "--score-thresh": 0.0 <= self.conf <= 1.0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -46,26 +46,15 @@ def launch() -> Launch:
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class DistInfo:
-    """Where this process runs.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DistInfo(Launch):
+    """Where this process runs: the launcher's :class:`Launch` and the device it trains on.
 
     Attributes:
-        rank: global rank (0 in a single process).
-        local_rank: rank on this node (selects the GPU).
-        world_size: number of processes.
         device: the torch device this process trains on.
     """
 
-    rank: int
-    local_rank: int
-    world_size: int
     device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        """True on the process that logs and saves."""
-        return self.rank == 0
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
@@ -90,14 +79,13 @@ def init_distributed(device: str = "auto") -> DistInfo:
     Idempotent: calling it again returns the same description.
     """
     where = launch()
-    rank, local_rank, world = where.rank, where.local_rank, where.world_size
-    dev = resolve_device(device, local_rank)
-    if world > 1 and not dist.is_initialized():
+    dev = resolve_device(device, where.local_rank)
+    if where.world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         dist.init_process_group(backend=backend, device_id=dev if dev.type == "cuda" else None)
-    return DistInfo(rank=rank, local_rank=local_rank, world_size=world, device=dev)
+    return DistInfo(**dataclasses.asdict(where), device=dev)
 
 
 def teardown() -> None:

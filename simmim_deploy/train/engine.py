@@ -119,21 +119,8 @@ def fit(
         resume_step=progress["global_step"] if progress["global_step"] > 0 else None,
         progress=config.progress,
     )
-    loop = _Loop(
-        model,
-        task,
-        train_dataset,
-        config,
-        optimizer,
-        scheduler,
-        scaler,
-        out,
-        info,
-        logger,
-        meta or {},
-        collate_fn,
-        progress,
-    )
+    loop = _Loop(model, task, train_dataset, config, optimizer, scheduler, scaler, out, info)
+    loop.start(logger, meta or {}, collate_fn, progress)
     for note in (*notes, why):
         logger.print(note)
     try:
@@ -175,33 +162,25 @@ def _start_or_resume(
     return {**fresh, **progress}
 
 
+@dataclasses.dataclass(eq=False)
 class _Loop:
     """State of one ``fit`` call, split into short methods."""
 
-    def __init__(
-        self,
-        model,
-        task,
-        dataset,
-        config,
-        optimizer,
-        scheduler,
-        scaler,
-        out,
-        info,
-        logger,
-        meta,
-        collate_fn,
-        progress,
-    ) -> None:  # noqa: ANN001 - private
-        self.model, self.task, self.dataset, self.cfg = model, task, dataset, config
-        self.opt, self.sched, self.scaler, self.out, self.info = (
-            optimizer,
-            scheduler,
-            scaler,
-            out,
-            info,
-        )
+    model: nn.Module
+    task: TrainTask
+    dataset: Dataset
+    cfg: EngineConfig
+    opt: torch.optim.Optimizer
+    sched: Any | None
+    scaler: torch.amp.GradScaler
+    out: Path
+    info: dist.DistInfo
+
+    def start(
+        self, logger: RunLogger, meta: dict[str, Any], collate_fn: Any, progress: dict[str, Any]
+    ) -> None:
+        """Build the sampler, loader and wrappers; ``progress`` is where the run stands."""
+        config, info, dataset, model = self.cfg, self.info, self.dataset, self.model
         self.logger, self.meta, self.p = logger, meta, progress
         self.steps = steps_per_epoch(len(dataset), config, info.world_size)
         self.sampler = ResumableSampler(

@@ -27,7 +27,11 @@ EVALUATORS: dict[str, str] = {
 class EvaluateConfig:
     """What ``simmim-deploy evaluate`` needs (help text in each field's metadata)."""
 
-    checkpoint: str = option(help="best.pt (or the run folder) of train classify|detect.")
+    checkpoint: str = option(
+        help="best.pt (or the run folder) of train classify|detect.",
+        positional=True,
+        old_flags=("--checkpoint",),
+    )
     data: str = option(help="Labelled data: builtin:NAME (its held-out part), a folder, ...")
     out: str | None = option(
         None, "Where metrics.json and plots go (default: RUN/eval beside the checkpoint)."

@@ -143,19 +143,15 @@ def plot_training_curves(history: Sequence[dict[str, float]], path: str | Path) 
     """
     plt = _pyplot()
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in ("train_loss", "val_loss"):
-        if any(key in h for h in history):
-            ax_loss.plot(epochs, [h.get(key, np.nan) for h in history], marker=".", label=key)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_title("loss")
-    ax_loss.legend()
-    for key in ("val_top1", "val_top5"):
-        if any(key in h for h in history):
-            ax_acc.plot(epochs, [h.get(key, np.nan) for h in history], marker=".", label=key)
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_title("validation accuracy (%)")
-    ax_acc.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    panels = {"loss": ("train_loss", "val_loss"), "val accuracy (%)": ("val_top1", "val_top5")}
+    for ax, (title, keys) in zip(axes, panels.items(), strict=True):
+        for key in keys:
+            if any(key in h for h in history):
+                ax.plot(epochs, [h.get(key, np.nan) for h in history], marker=".", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.legend()
     fig.tight_layout()
     return _save(fig, path)
 

@@ -110,7 +110,6 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
     aug, aug_why = resolve_aug(config.aug)  # no boxes: auto is natural
     config = dataclasses.replace(config, aug=aug)
 
-    from simmim_deploy.models.checkpoint import save_encoder
     from simmim_deploy.train import distributed as dist
     from simmim_deploy.train.driver import prepare_run
     from simmim_deploy.train.engine import fit, seed_everything
@@ -142,41 +141,38 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
         "config": config_to_dict(resolved),
     }
     result = fit(
-        model,
-        task,
-        dataset,
-        run.engine,
-        opt.optimizer,
-        opt.scheduler,
-        out,
-        meta=meta,
-        description="pretrain",
-        notes=(f"aug {aug} ({aug_why})", *run.notes),
-    )
+        model, task, dataset, run.engine, opt.optimizer, opt.scheduler, out, meta=meta,
+        description="pretrain", notes=(f"aug {aug} ({aug_why})", *run.notes),
+    )  # fmt: skip
     dist.barrier()  # every rank's skip records are on disk before rank 0 merges them
     summary: dict[str, Any] = {}
     if result.dist.is_main:
-        encoder_path = save_encoder(
-            model, out / "encoder.safetensors", _encoder_meta(model, config)
-        )
-        skipped = skip_log.finalize()
-        summary = {
-            "out": str(out),
-            "global_step": result.global_step,
-            "epochs_completed": result.epochs_completed,
-            "images_seen": result.images_seen,
-            "final_loss": result.last_loss,
-            "skipped_files": skipped,
-            "skipped_list": str(out / "skipped.txt") if skipped else None,
-            "encoder": str(encoder_path),
-            "stopped_early": result.stopped_early,
-            "rank_digests": result.rank_digests,
-            **opt.record(),
-            "precision": result.precision,
-        }
+        summary = _finish(out, config, model, result, skip_log.finalize(), opt.record())
     dist.barrier()
     dist.teardown()
     return summary
+
+
+def _finish(out: Path, config: PretrainConfig, model: Any, result: Any, skipped: int,
+            lr_plan: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Write ``encoder.safetensors``; the run summary (rank 0)."""
+    from simmim_deploy.models.checkpoint import save_encoder
+
+    encoder = save_encoder(model, out / "encoder.safetensors", _encoder_meta(model, config))
+    return {
+        "out": str(out),
+        "global_step": result.global_step,
+        "epochs_completed": result.epochs_completed,
+        "images_seen": result.images_seen,
+        "final_loss": result.last_loss,
+        "skipped_files": skipped,
+        "skipped_list": str(out / "skipped.txt") if skipped else None,
+        "encoder": str(encoder),
+        "stopped_early": result.stopped_early,
+        "rank_digests": result.rank_digests,
+        **lr_plan,
+        "precision": result.precision,
+    }
 
 
 def _build(config: PretrainConfig, source: Any, skip_log: Any) -> tuple[Any, Any, Any]:

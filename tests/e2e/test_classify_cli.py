@@ -79,7 +79,7 @@ def test_outputs_and_checkpoint_meta(run_dir: Path) -> None:
 
 
 def test_evaluate_command_reproduces_validation_score(run_dir: Path) -> None:
-    output = _invoke(["evaluate", "--checkpoint", str(run_dir / "best.pt"),
+    output = _invoke(["evaluate", str(run_dir / "best.pt"),
                       "--data", "builtin:digits", "--device", "cpu"])  # fmt: skip
     scores = json.loads(output.splitlines()[0])
     trained = json.loads((run_dir / "metrics.json").read_text())

@@ -95,6 +95,39 @@ def test_the_train_commands_share_one_vocabulary() -> None:
     assert "--patience" in texts["classify"] and "--patience" in texts["detect"]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Positional:
+    target: str = option(help="What to run.", positional=True, old_flags=("--target",))
+    batch_size: tuple[int, ...] = option((1, 8), "Batch sizes.", old_flags=("--batch-sizes",))
+    profile: str | tuple[int, ...] = option("1:8:32", "MIN:OPT:MAX (a string: its first type).")
+
+
+def _run_positional(args: list[str]) -> tuple[list, object]:
+    seen: list = []
+    app = typer.Typer()
+    app.command("go")(config_command(_Positional, seen.append, "Run it."))
+    app.command("other")(lambda: None)
+    return seen, CliRunner().invoke(app, ["go", *args], env={"COLUMNS": "200"})
+
+
+def test_arguments_repeated_lists_and_old_flags() -> None:
+    seen, result = _run_positional(["x", "--batch-size", "1,2", "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    assert seen[0].target == "x" and seen[0].batch_size == (1, 2, 4)
+    assert seen[0].profile == "1:8:32"
+    seen, result = _run_positional(["--target", "y", "--batch-sizes", "16", "--profile", "1:2:4"])
+    assert result.exit_code == 0, result.output
+    assert (seen[0].target, seen[0].batch_size, seen[0].profile) == ("y", (16,), "1:2:4")
+    assert "--target is deprecated; use TARGET instead" in result.output
+    assert "--batch-sizes is deprecated; use --batch-size instead" in result.output
+    _, result = _run_positional(["x", "--target", "y"])
+    assert isinstance(result.exception, UserError) and "give it once" in str(result.exception)
+    _, result = _run_positional([])
+    assert str(result.exception).startswith("TARGET is required")
+    _, result = _run_positional(["--help"])
+    assert "TARGET" in result.output and "--batch-sizes" not in result.output  # old: hidden
+
+
 @pytest.mark.parametrize("args", [["--version"]])
 def test_version(args: list[str]) -> None:
     from simmim_deploy import __version__

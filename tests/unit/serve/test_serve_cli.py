@@ -34,12 +34,14 @@ def test_predict_and_benchmark_commands(cls_bundle: Path, image_dir: Path, tmp_p
     )  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("error: --batch-size")
     bench = subprocess.run(
-        [*CLI, "benchmark", str(cls_bundle), "--backends", "ort-cpu", "--batch-sizes", "1,2",
-         "--duration", "0.1", "--images", str(image_dir), "--out", str(tmp_path)],
+        [*CLI, "benchmark", str(cls_bundle), "--backend", "ort-cpu", "--batch-sizes", "1,2",
+         "--duration", "0.1", "--images", str(image_dir), "--out",
+         str(tmp_path)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert bench.returncode == 0, bench.stderr
     assert "fp32" in bench.stdout and "benchmark.json" in bench.stdout
+    assert "--batch-sizes is deprecated; use --batch-size instead" in bench.stderr
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert [r["batch"] for r in report["results"]] == [1, 2]
 
