@@ -74,6 +74,11 @@ def flag_of(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
+def flag_for(config: Any, name: str) -> str:
+    """How the command line spells field ``name`` of a config dataclass (for error messages)."""
+    return flag_of(next(f for f in dataclasses.fields(config) if f.name == name))
+
+
 # Recipe keys of earlier versions -> what to write instead (refused with this message).
 RENAMED_KEYS = {
     "base_lr": "'lr' (the peak learning rate per 512 images, as base_lr was)",

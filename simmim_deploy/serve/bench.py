@@ -25,7 +25,7 @@ import numpy as np
 
 from simmim_deploy.core.atomic import atomic_write_text
 from simmim_deploy.core.backends import ONNX_BACKENDS, backend_help
-from simmim_deploy.core.config import option
+from simmim_deploy.core.config import flag_for, option
 from simmim_deploy.core.cpu import cpu_info
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.core.manifest import read_manifest
@@ -58,11 +58,14 @@ class BenchmarkConfig:
 
     def __post_init__(self) -> None:
         if self.duration <= 0:
-            raise UserError(f"--duration must be > 0, got {self.duration}")
+            raise UserError(f"{flag_for(self, 'duration')} must be > 0, got {self.duration}")
         if not self.batch_size or min(self.batch_size) < 1:
-            raise UserError(f"--batch-size must be positive integers, got {list(self.batch_size)}")
+            raise UserError(
+                f"{flag_for(self, 'batch_size')} must be positive integers, got "
+                f"{list(self.batch_size)}"
+            )
         if not self.backend:
-            raise UserError("--backend: name at least one backend")
+            raise UserError(f"{flag_for(self, 'backend')}: name at least one backend")
 
 
 def latency_stats(seconds: list[float], batch: int) -> dict[str, float]:
@@ -226,7 +229,7 @@ def run_benchmark(
         "model_only": {...}, "end_to_end": {...}}], "json", "plot"}``.
     """
     if duration <= 0 or not batch_sizes or min(batch_sizes) < 1:
-        raise UserError("--duration must be > 0 and --batch-size positive integers")
+        raise UserError("benchmark: the duration must be > 0 s and batch sizes at least 1")
     encoded, origin = sample_images(images)
     extra = extra_backends or {}
     opened = [
