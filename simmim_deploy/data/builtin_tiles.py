@@ -78,34 +78,31 @@ def segment_nuclei(rgb: np.ndarray) -> np.ndarray:
     )  # fmt: skip
     markers = np.zeros(dist.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    regions = measure.regionprops(segmentation.watershed(-dist, markers, mask=mask))
-    boxes = []
-    for region in regions:
-        y0, x0, y1, x1 = region.bbox
-        if region.area >= _MIN_AREA and max(x1 - x0, y1 - y0) <= _MAX_SIDE:
-            boxes.append((x0, y0, x1, y1))
-    return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    return _region_boxes(segmentation.watershed(-dist, markers, mask=mask), _MIN_AREA)
 
 
 def segment_bright(rgb: np.ndarray) -> np.ndarray:
-    """Boxes of bright objects on a dark field (the ``galaxies-det`` rule in the module doc).
-
-    Args:
-        rgb: ``(H, W, 3)`` uint8 image.
-
-    Returns:
-        ``(G, 4)`` float32 xyxy boxes (pixel edges), in label order.
-    """
+    """Boxes of bright objects on a dark field (the ``galaxies-det`` rule in the module doc);
+    input and output as :func:`segment_nuclei`."""
     require("skimage", extra="data", purpose="builtin:galaxies-det")
     from scipy import ndimage as ndi
     from skimage import filters, measure
 
     gray = filters.gaussian(rgb.astype(np.float32).mean(-1), sigma=1.0, preserve_range=True)
-    labels = measure.label(ndi.binary_fill_holes(gray > _BRIGHT_THRESHOLD))
+    return _region_boxes(
+        measure.label(ndi.binary_fill_holes(gray > _BRIGHT_THRESHOLD)), _BRIGHT_MIN_AREA
+    )
+
+
+def _region_boxes(labels: np.ndarray, min_area: int) -> np.ndarray:
+    """xyxy boxes (pixel edges, label order) of the labelled regions of at least ``min_area``
+    pixels whose longer side is at most ``_MAX_SIDE``."""
+    from skimage import measure
+
     boxes = []
     for region in measure.regionprops(labels):
         y0, x0, y1, x1 = region.bbox
-        if region.area >= _BRIGHT_MIN_AREA and max(x1 - x0, y1 - y0) <= _MAX_SIDE:
+        if region.area >= min_area and max(x1 - x0, y1 - y0) <= _MAX_SIDE:
             boxes.append((x0, y0, x1, y1))
     return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
 
