@@ -50,7 +50,7 @@ class PredictConfig:
         if self.top_k < 1:
             raise UserError(f"--top-k must be >= 1, got {self.top_k}")
         if not 0.0 <= self.conf <= 1.0:
-            raise UserError(f"--conf must be between 0 and 1, got {self.conf}")
+            raise UserError(f"--score-thresh must be between 0 and 1, got {self.conf}")
         if self.workers < 0:
             raise UserError(f"--workers must be >= 0, got {self.workers}")
 
