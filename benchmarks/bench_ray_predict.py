@@ -3,19 +3,27 @@
 1. A bundle: ``--bundle``, or a ViT-Ti/16 classifier at 224 px with random weights exported with
    ``simmim-deploy export`` (speed depends on the architecture only).
 2. ``--images`` JPEGs of real photos (scikit-image samples) at camera-like sizes.
-3. One local Ray instance on 127.0.0.1 for the whole run (its start is reported separately),
-   then ``--rounds`` interleaved rounds of: local ``predict``, ``--engine ray --actors 1``,
-   ``--engine ray --actors 2`` (the order rotates every round). Each run is timed end to end
-   (opening the runtime / starting the actors included) and its records are checked: one per
-   image, and the same top-1 label as local ``predict``. Throughput is also given after start-up
-   (Ray: from its first record, i.e. once the actors are up; local: with its runtime open), the
-   rate a long run approaches.
+3. One local Ray instance on 127.0.0.1 for the whole run (its start is timed once and reported
+   separately), then ``--rounds`` interleaved rounds of ``--kinds``: ``local`` (local
+   ``predict``), ``ray-1`` / ``ray-2`` (``--engine ray --actors 1`` / ``2``, decoding where
+   ``--decode-in auto`` puts it: in the actors on one node) and ``ray-1-tasks`` (``--actors 1
+   --decode-in tasks``: decoding in separate Ray tasks, the engine's layout before); the order
+   rotates every round. Before the rounds the backend choice of ``--backend auto`` is measured
+   and cached for every inference-thread count the runs use, so no run measures it (a warm
+   machine); nothing else is warmed. Each run is timed end to end (opening the runtime /
+   starting the actors included) and its records are checked: one per image, and the same top-1
+   label as local ``predict``.
+4. Each run is split into start-up (until its first record: the runtime opened or the actors
+   started, the first batch decoded and inferred) and steady state (the records after the first
+   quarter over the time they took), the same split for both engines. A Ray job run from the
+   command line also pays the Ray start once: the ratio "incl. Ray start" adds it to every Ray
+   run.
 
 Targets: Ray with one actor >= 0.8x local (the overhead of the engine); actors 2 vs 1 (scaling,
 which needs spare cores). Prints a markdown table and writes JSON.
 
 Example:
-    python benchmarks/bench_ray_predict.py --images 384 --rounds 3 --batch-size 16
+    python benchmarks/bench_ray_predict.py --images 640 --rounds 2 --batch-size 16
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,7 +46,11 @@ from bench_serve_load import make_jpegs  # noqa: E402
 
 from simmim_deploy.serve.predict import PredictConfig, open_runtime, run_predict  # noqa: E402
 from simmim_deploy.serve.ray_options import RayOptions  # noqa: E402
+from simmim_deploy.serve.ray_plan import plan_pool  # noqa: E402
 from simmim_deploy.serve.ray_predict import connect, run_ray_predict  # noqa: E402
+
+KINDS = ("local", "ray-1", "ray-2", "ray-1-tasks")
+STEADY_FROM = 0.25  # steady state: the records after the first quarter
 
 
 def make_bundle(work: Path, model_name: str) -> Path:
@@ -75,19 +88,57 @@ def _isa() -> str:
     return "+".join(f for f in wanted if f in flags) or platform.machine()
 
 
+def ray_options(kind: str) -> RayOptions:
+    """``ray-N`` / ``ray-N-tasks`` -> the options of that run."""
+    parts = kind.split("-")
+    return RayOptions(actors=int(parts[1]), decode_in=parts[2] if len(parts) > 2 else "auto")
+
+
 def run_once(kind: str, cfg: PredictConfig) -> dict:
-    """One timed run; ``kind`` is ``local``, ``ray-1`` or ``ray-2``."""
+    """One timed run of ``kind``, split into start-up (to the first record) and steady state.
+
+    Steady state: the last ``1 - STEADY_FROM`` of the records over the time they took (both
+    engines report each record written through the same ``progress`` callback).
+    """
+    times: list[float] = []
+
+    def tick(done: int, total: int) -> None:
+        times.append(time.perf_counter())
+
     start = time.perf_counter()
     if kind == "local":
-        summary = run_predict(cfg)
+        summary = run_predict(cfg, tick)
     else:
-        summary = run_ray_predict(cfg, RayOptions(actors=int(kind.split("-")[1])))
+        summary = run_ray_predict(cfg, ray_options(kind), progress=tick)
     wall = time.perf_counter() - start
     records = summary["results"]
+    mark = int(len(times) * STEADY_FROM)
+    span = times[-1] - times[mark]
+    steady = (len(times) - 1 - mark) / span if span > 0 else None
     return {"kind": kind, "wall_s": wall, "images_per_s": len(records) / wall,
-            "engine_s": summary["seconds"], "actors": summary.get("actors", 1),
-            "first_record_s": summary.get("first_record_s"),
+            "first_record_s": times[0] - start, "steady_images_per_s": steady,
+            "actors": summary.get("actors", 1), "layout": summary.get("ray", {}),
             "top1": [r["topk"][0]["index"] if "topk" in r else None for r in records]}  # fmt: skip
+
+
+def fill_auto_cache(cfg: PredictConfig, ray, kinds: list[str]) -> list[str]:
+    """Open the runtime once per inference-thread count the runs use (caches ``auto``'s choice)."""
+    counts = {cfg.threads}
+    counts.update(plan_pool(ray, cfg, ray_options(k)).threads for k in kinds if k != "local")
+    return [open_runtime(replace(cfg, threads=t)).describe()["backend"] for t in sorted(
+        counts, key=lambda t: t or 0)]  # fmt: skip
+
+
+def _median_ratio(runs: list[dict], kind: str, key: str, extra_s: float = 0.0) -> float:
+    """Median over rounds of (kind / local of the same round) for rate ``key``."""
+
+    def rate(x: dict) -> float:
+        return x[key] if not extra_s else len(x["top1"]) / (x["wall_s"] + extra_s)
+
+    ratios = [rate(x) / next(y[key] for y in runs if y["round"] == x["round"]
+                             and y["kind"] == "local")
+              for x in runs if x["kind"] == kind]  # fmt: skip
+    return statistics.median(ratios)
 
 
 def main() -> None:
@@ -97,75 +148,80 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=384)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma list of {', '.join(KINDS)}")
     ap.add_argument("--threads", type=int, default=None, help="inference threads per runtime")
     ap.add_argument("--backend", default="auto", help="the same for both engines")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/ray_predict.json"))
     args = ap.parse_args()
+    kinds = args.kinds.split(",")
+    assert "local" in kinds and set(kinds) <= set(KINDS), f"--kinds: local and some of {KINDS}"
 
     work = Path(tempfile.mkdtemp(prefix="bench ray "))
     bundle = args.bundle or make_bundle(work, args.model)
     make_jpegs(work / "photos", args.images)
     cfg = PredictConfig(str(bundle), (str(work / "photos"),), batch_size=args.batch_size,
                         backend=args.backend, top_k=1, threads=args.threads)  # fmt: skip
-    described = open_runtime(cfg).describe()["backend"]  # also fills `auto`'s choice cache
+    load_start = os.getloadavg()
     t0 = time.perf_counter()
     ray, started = connect(None)
     ray_start = time.perf_counter() - t0
-    kinds = ["local", "ray-1", "ray-2"]
     runs = []
-    load_start = os.getloadavg()
     try:
+        described = fill_auto_cache(cfg, ray, kinds)
         for r in range(args.rounds):
-            for kind in kinds[r % 3 :] + kinds[: r % 3]:
-                runs.append({"round": r, **run_once(kind, cfg)})
-                print(f"round {r} {kind}: {runs[-1]['images_per_s']:.1f} img/s", flush=True)
+            for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
+                runs.append({"round": r, **run_once(kind, cfg), "load1": os.getloadavg()[0]})
+                x = runs[-1]
+                print(f"round {r} {kind}: {x['images_per_s']:.1f} img/s end to end, first "
+                      f"record {x['first_record_s']:.1f} s, then {x['steady_images_per_s']:.1f} "
+                      f"img/s (load {x['load1']:.1f})", flush=True)  # fmt: skip
     finally:
         if started:
             ray.shutdown()
+    load = os.getloadavg()
     reference = next(x["top1"] for x in runs if x["kind"] == "local")
     for x in runs:  # random weights: near-tied logits may flip a label across batchings
-        top1 = x.pop("top1")
-        assert len(top1) == args.images, f"{x['kind']}: {len(top1)} records"
-        same = sum(a == b for a, b in zip(top1, reference, strict=True))
+        assert len(x["top1"]) == args.images, f"{x['kind']}: {len(x['top1'])} records"
+        same = sum(a == b for a, b in zip(x["top1"], reference, strict=True))
         x["top1_agreement"] = same / args.images
         assert x["top1_agreement"] >= 0.99, f"{x['kind']}: top-1 differs from local predict"
-    best = {k: max(x["images_per_s"] for x in runs if x["kind"] == k) for k in kinds}
-    med = {k: statistics.median(x["images_per_s"] for x in runs if x["kind"] == k) for k in kinds}
-    ratio = {k: statistics.median(
-        x["images_per_s"] / next(y["images_per_s"] for y in runs
-                                 if y["round"] == x["round"] and y["kind"] == "local")
-        for x in runs if x["kind"] == k) for k in kinds}  # fmt: skip
-    load = os.getloadavg()
-    first = {k: statistics.median(x["first_record_s"] or 0 for x in runs if x["kind"] == k)
-             if k != "local" else "-" for k in kinds}  # fmt: skip
-    # After start-up: local from its first image (runtime already open); Ray from its first
-    # record (actors up, first batch decoded and inferred).
-    steady = {k: statistics.median(
-        (args.images if k == "local" else args.images - args.batch_size)
-        / (x["engine_s"] - (x["first_record_s"] or 0)) for x in runs if x["kind"] == k)
-        for k in kinds}  # fmt: skip
+    table = {}
+    for k in kinds:
+        mine = [x for x in runs if x["kind"] == k]
+        table[k] = {
+            "best": max(x["images_per_s"] for x in mine),
+            "median": statistics.median(x["images_per_s"] for x in mine),
+            "ratio": _median_ratio(runs, k, "images_per_s"),
+            "ratio_with_ray_start": _median_ratio(runs, k, "images_per_s", ray_start)
+            if k != "local" else 1.0,
+            "first_record_s": statistics.median(x["first_record_s"] for x in mine),
+            "steady": statistics.median(x["steady_images_per_s"] for x in mine),
+            "steady_ratio": _median_ratio(runs, k, "steady_images_per_s"),
+        }  # fmt: skip
     rows = [
-        "| engine | best img/s | median img/s | median ratio vs local (same round) "
-        "| median s to first record | median img/s after start-up |",
-        "|---|---|---|---|---|---|",
+        "| engine | best img/s | median img/s | ratio vs local | ratio incl. Ray start "
+        "| s to first record | steady img/s | steady ratio vs local |",
+        "|---|---|---|---|---|---|---|---|",
         *(
-            f"| {k} | {best[k]:.1f} | {med[k]:.1f} | {ratio[k]:.2f}x | {first[k]} "
-            f"| {steady[k]:.1f} |"
-            for k in kinds
+            f"| {k} | {t['best']:.1f} | {t['median']:.1f} | {t['ratio']:.2f}x "
+            f"| {t['ratio_with_ray_start']:.2f}x | {t['first_record_s']:.1f} | {t['steady']:.1f} "
+            f"| {t['steady_ratio']:.2f}x |"
+            for k, t in table.items()
         ),
     ]
-    used = f"{described['backend']} {described.get('precision', '')}"
+    used = f"{described[0]['backend']} {described[0].get('precision', '')}"
     header = (f"{args.images} JPEGs, {args.model if not args.bundle else bundle}, {used}, "
-              f"batch {args.batch_size}, "
-              f"{args.rounds} rounds; CPU {_isa()}, {os.cpu_count()} cores, 1-min load "
-              f"{load_start[0]:.1f} at start, {load[0]:.1f} at end; Ray start {ray_start:.1f} s "
-              "(once, not in the runs)")  # fmt: skip
+              f"batch {args.batch_size}, {args.rounds} rounds; CPU {_isa()}, {os.cpu_count()} "
+              f"cores, 1-min load {load_start[0]:.1f} at start, {load[0]:.1f} at end; Ray start "
+              f"{ray_start:.1f} s (once, not in the runs); ratios: medians over rounds of "
+              "(run / local of the same round)")  # fmt: skip
     print(f"\n{header}\n\n" + "\n".join(rows))
+    for x in runs:
+        x.pop("top1")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"header": header, "runs": runs, "best": best, "median": med, "ratio": ratio,
-              "after_startup": steady,
-              "ray_start_s": ray_start, "isa": _isa(), "loadavg": [load_start, load],
-              "backend": described, "command": " ".join(sys.argv)}  # fmt: skip
+    result = {"header": header, "runs": runs, "table": table, "ray_start_s": ray_start,
+              "isa": _isa(), "loadavg": [load_start, load], "backends": described,
+              "command": " ".join(sys.argv)}  # fmt: skip
     args.out.write_text(json.dumps(result, indent=2))
 
 

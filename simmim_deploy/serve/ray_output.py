@@ -103,8 +103,17 @@ def _in_order(batches: Any, seen: bytearray) -> Iterator[tuple[dict, str, str]]:
                 nxt += 1
 
 
-def write_in_order(records: Any, out: str | None, task: str, total: int) -> dict[str, Any]:
-    """Stream the records to ``out`` in input order; raises ``UserError`` if one is missing."""
+def write_in_order(
+    records: Any,
+    out: str | None,
+    task: str,
+    total: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Stream the records to ``out`` in input order; raises ``UserError`` if one is missing.
+
+    ``progress(done, total)`` is called after each record, as local ``predict`` calls it.
+    """
     seen = bytearray(total + 1)  # one byte per input, then the dropped repeats
     got: dict[str, Any] = {"results": [], "errors": 0, "actors": set(), "runtime": None,
                            "first": None}  # fmt: skip
@@ -112,7 +121,7 @@ def write_in_order(records: Any, out: str | None, task: str, total: int) -> dict
     try:
         with RecordWriter(out, task) as write:
             stream = records.iter_batches(batch_size=None, batch_format="numpy")
-            for record, actor, described in _in_order(stream, seen):
+            for done, (record, actor, described) in enumerate(_in_order(stream, seen), 1):
                 got["errors"] += "error" in record
                 got["actors"].add(actor)
                 got["runtime"] = got["runtime"] or (json.loads(described) if described else None)
@@ -120,6 +129,8 @@ def write_in_order(records: Any, out: str | None, task: str, total: int) -> dict
                 write(record)
                 if out is None:
                     got["results"].append(record)
+                if progress:
+                    progress(done, total)
             missing = total - sum(seen[:-1])
             if missing:
                 raise UserError(f"{missing} of {total} images came back without a record; "

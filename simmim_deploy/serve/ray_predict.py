@@ -4,14 +4,19 @@ Ray Data runs the offline pipeline (Ray Data docs, "Offline batch inference"):
 
 1. the driver lists the sources (``ray_sources.list_sources``: local paths exactly as local
    ``predict`` lists them, or any ``pyarrow.fs`` URI) into a dataset of ``(index, path)`` rows;
-2. ``map_batches`` with a function (stateless Ray tasks) reads and decodes each file with the
-   runtime's own ``prepare_image``; an unreadable file becomes an error row, not a failed task.
-   (``ray.data.read_binary_files`` is not used: one missing or unreadable file fails the whole
-   read there, and a record per input is the contract);
+2. each file is read and decoded with the runtime's own ``prepare_image``; an unreadable file
+   becomes an error row, not a failed task (``ray.data.read_binary_files`` is not used: one
+   missing or unreadable file fails the whole read there, and a record per input is the
+   contract). Where (``RayOptions.decode_in``, ``ray_plan.plan_pool``): in separate Ray tasks
+   (``map_batches`` with a function) that scale apart from inference, or inside the inference
+   actors (a thread pool, as local ``predict`` decodes), which on one node saves the tasks'
+   worker processes, their CPU reservations and a copy of every decoded image through the
+   object store;
 3. ``map_batches`` with a callable class (an ``ActorPoolStrategy`` pool) runs inference: each
    actor opens one torch-free runtime with ``predict.open_runtime`` (the backend selection of
-   local ``predict``) and turns its batch into records with ``pipeline.group_records``, the one
-   producer of local ``predict``'s records;
+   local ``predict``, inference threads set to the actor's share of the node's CPUs so actors
+   do not oversubscribe it) and turns its batch into records with ``pipeline.group_records``,
+   the one producer of local ``predict``'s records;
 4. the driver streams the records back in input order into a JSON lines or Parquet file, written
    atomically, and checks that every input index arrived exactly once.
 
@@ -23,10 +28,13 @@ pool actors); the index check proves no image was lost or written twice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,20 +46,18 @@ from simmim_deploy.core.errors import UserError, require
 from simmim_deploy.core.manifest import read_manifest
 from simmim_deploy.serve.images import DEFAULT_MAX_PIXELS
 from simmim_deploy.serve.pipeline import Item, group_records, safe_prepare
-from simmim_deploy.serve.predict import PredictConfig, open_runtime
+from simmim_deploy.serve.predict import PredictConfig, Progress, open_runtime
 from simmim_deploy.serve.preprocess import PreprocessSpec
 from simmim_deploy.serve.ray_options import RayOptions
 from simmim_deploy.serve.ray_output import write_in_order
+from simmim_deploy.serve.ray_plan import DECODE_CPUS, PoolPlan, plan_pool
 from simmim_deploy.serve.ray_sources import Reader, list_sources
 from simmim_deploy.serve.runtime import Prepared, prepare_image
 
 OBJECT_STORE_MAX = 2 * 1024**3  # a local instance needs little: batches stream through it
-# CPUs a decoding task reserves: decoding a batch is short, single-threaded and often waits on
-# storage, so two per core keep the cores busy. A reservation unlike the actors' also keeps Ray
-# Data from fusing decoding into the inference actors (which would serialise the two).
-DECODE_CPUS = 0.5
 # Batches per input block: a decoding task's unit of work and of retry. Small blocks keep the
-# pipeline streaming (inference starts after the first block) and a retried task cheap.
+# pipeline streaming (inference starts after the first block) and a retried task cheap. Actors
+# that decode take one batch per block (a block of paths is tiny; records stream per batch).
 BATCHES_PER_BLOCK = 2
 MAX_BLOCKS = 20_000  # past this, per-block scheduling overhead outweighs finer granularity
 
@@ -161,20 +167,42 @@ def _item(index: Any, path: Any, error: Any, image: np.ndarray, width: Any, heig
 
 
 class Predictor:
-    """A Ray actor: one runtime, opened once, turning decoded batches into records."""
+    """A Ray actor: one runtime, opened once, turning batches into records.
 
-    def __init__(self, cfg: PredictConfig) -> None:
+    Args:
+        cfg: the run's options (``threads``: this actor's inference threads).
+        decoders: 0 when batches arrive decoded (by :func:`decode_batch` tasks); else ``(index,
+            path)`` batches are decoded here by this many threads, while another call holds the
+            runtime (inference runs one batch at a time).
+    """
+
+    def __init__(self, cfg: PredictConfig, decoders: int = 0) -> None:
         import ray
 
         self.cfg = cfg
         self.runtime = open_runtime(cfg)
         self.actor_id = ray.get_runtime_context().get_actor_id() or f"pid-{os.getpid()}"
         self.described = json.dumps(self.runtime.describe())
+        self.read = Reader()
+        self.decoders = ThreadPoolExecutor(decoders, "decode") if decoders else None
+        self.infer_lock = threading.Lock()
+
+    def _prepare(self, path: str) -> tuple[Prepared | None, str | None]:
+        return safe_prepare(lambda p: self.runtime.prepare(self.read(p)), path)
+
+    def _items(self, batch: dict[str, np.ndarray]) -> list[Item]:
+        if self.decoders is None:
+            columns = ("index", "path", "error", "image", "width", "height", "letterbox")
+            return [_item(*row) for row in zip(*(batch[c] for c in columns), strict=True)]
+        paths = [str(p) for p in batch["path"]]
+        done = self.decoders.map(self._prepare, paths)
+        rows = zip(batch["index"], paths, done, strict=True)
+        return [Item(int(i), path, *got) for i, path, got in rows]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        columns = ("index", "path", "error", "image", "width", "height", "letterbox")
-        items = [_item(*row) for row in zip(*(batch[c] for c in columns), strict=True)]
-        records = group_records(self.runtime, items, self.cfg.top_k, self.cfg.conf)
+        items = self._items(batch)
+        with self.infer_lock:
+            records = group_records(self.runtime, items, self.cfg.top_k, self.cfg.conf)
         n = len(records)
         return {
             "index": np.asarray(batch["index"], np.int64),
@@ -184,57 +212,43 @@ class Predictor:
         }
 
 
-def _actor_resources(ray: Any, opts: RayOptions, threads: int | None) -> tuple[float, Any]:
-    """CPUs per actor and the pool strategy; room stays for at least one decoding task."""
-    cluster = ray.cluster_resources()
-    cpus = float(cluster.get("CPU", 1.0))
-    if opts.gpus_per_actor > 0:
-        fit = int(float(cluster.get("GPU", 0.0)) // opts.gpus_per_actor)
-        if fit < 1:
-            raise UserError(
-                f"--gpus-per-actor {opts.gpus_per_actor}: the Ray cluster has "
-                f"{cluster.get('GPU', 0)} GPUs"
-            )
-        per_actor = 1.0
-    else:
-        per_actor = float(threads or 1)
-        if opts.actors:  # a fixed pool that took every CPU would starve the decoding
-            per_actor = max(0.25, min(per_actor, (cpus - DECODE_CPUS) / opts.actors))
-        fit = max(1, int((cpus - DECODE_CPUS) // per_actor))
-    strategy = ray.data.ActorPoolStrategy
-    pool = strategy(size=opts.actors) if opts.actors else strategy(min_size=1, max_size=fit)
-    return per_actor, pool
-
-
 def build_dataset(ray: Any, cfg: PredictConfig, opts: RayOptions, paths: list[str],
-                  predictor: type = Predictor) -> tuple[Any, Any]:  # fmt: skip
-    """The lazy dataset of records: ``(index, path)`` -> decode tasks -> inference actors."""
-    spec = PreprocessSpec.from_manifest(read_manifest(cfg.bundle))
+                  predictor: type = Predictor) -> tuple[Any, PoolPlan]:  # fmt: skip
+    """The lazy dataset of records: ``(index, path)`` -> [decode tasks] -> inference actors."""
+    plan = plan_pool(ray, cfg, opts)
     items = [{"index": i, "path": p} for i, p in enumerate(paths)]
-    blocks = max(1, min(-(-len(paths) // (BATCHES_PER_BLOCK * cfg.batch_size)), MAX_BLOCKS))
-    decoded = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
-        decode_batch,
-        fn_kwargs={"spec": spec},
-        batch_size=cfg.batch_size,
-        batch_format="numpy",
-        num_cpus=DECODE_CPUS,
-        compute=ray.data.TaskPoolStrategy(size=cfg.workers) if cfg.workers else None,
-    )
-    per_actor, pool = _actor_resources(ray, opts, cfg.threads)
-    records = decoded.map_batches(
+    per_block = (1 if plan.decode_in == "actors" else BATCHES_PER_BLOCK) * cfg.batch_size
+    blocks = max(1, min(-(-len(paths) // per_block), MAX_BLOCKS))
+    rows = ray.data.from_items(items, override_num_blocks=blocks)
+    if plan.decode_in == "tasks":
+        rows = rows.map_batches(
+            decode_batch,
+            fn_kwargs={"spec": PreprocessSpec.from_manifest(read_manifest(cfg.bundle))},
+            batch_size=cfg.batch_size,
+            batch_format="numpy",
+            num_cpus=DECODE_CPUS,
+            compute=ray.data.TaskPoolStrategy(size=cfg.workers) if cfg.workers else None,
+        )
+    records = rows.map_batches(
         predictor,
-        fn_constructor_kwargs={"cfg": cfg},
+        fn_constructor_kwargs={
+            "cfg": dataclasses.replace(cfg, threads=plan.threads),
+            "decoders": plan.decoders,
+        },  # fmt: skip
         batch_size=cfg.batch_size,
         batch_format="numpy",
-        compute=pool,
-        num_cpus=per_actor,
+        compute=plan.pool,
+        num_cpus=plan.cpus_per_actor,
         num_gpus=opts.gpus_per_actor or None,
     )
-    return records, pool
+    return records, plan
 
 
 def run_ray_predict(
-    cfg: PredictConfig, opts: RayOptions, predictor: type = Predictor
+    cfg: PredictConfig,
+    opts: RayOptions,
+    predictor: type = Predictor,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run ``predict`` on Ray; the summary of local ``predict`` plus ``actors`` and ``ray``.
 
@@ -243,6 +257,7 @@ def run_ray_predict(
             tasks at a time, 0 for Ray's choice; ``save_vis`` is not supported).
         opts: cluster address and actor pool.
         predictor: the actor class (a subclass of :class:`Predictor`).
+        progress: ``progress(done, total)`` after each record written, as local ``predict``.
 
     Returns:
         ``{"images", "ok", "errors", "seconds", "images_per_s", "runtime", "out", "config",
@@ -263,8 +278,8 @@ def run_ray_predict(
     ray, started = connect(opts.address)
     try:
         startup = time.perf_counter() - start
-        records, _ = build_dataset(ray, cfg, opts, paths, predictor)
-        got = write_in_order(records, cfg.out_jsonl, task, len(paths))
+        records, plan = build_dataset(ray, cfg, opts, paths, predictor)
+        got = write_in_order(records, cfg.out_jsonl, task, len(paths), progress)
         resources = ray.cluster_resources()
         gcs = ray.get_runtime_context().gcs_address
     finally:
@@ -285,7 +300,7 @@ def run_ray_predict(
         "first_record_s": round(got["first"] or 0.0, 3),  # actors start, first batch decoded
         "checked": {"inputs": len(paths), "records": len(paths), "repeats_dropped": got["repeats"]},
         "ray": {"connected_here": started, "gcs_address": gcs, "cpus": resources.get("CPU"),
-                "gpus": resources.get("GPU", 0)},
+                "gpus": resources.get("GPU", 0), **plan.describe()},
     }  # fmt: skip
     if cfg.out_jsonl is None:
         summary["results"] = got["results"]

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +100,14 @@ def test_detection_to_parquet_equals_local(
     out = tmp_path / "boxes.parquet"
     cfg = PredictConfig(str(det_bundle), (str(photos),), batch_size=4, conf=0.5,
                         out_jsonl=str(out))  # fmt: skip
-    summary = run_ray_predict(cfg, RayOptions(actors=1))
+    calls: list[tuple[int, int]] = []
+    summary = run_ray_predict(
+        cfg, RayOptions(actors=1, decode_in="tasks"), progress=lambda *done: calls.append(done)
+    )
     n = len(list_sources([str(photos)]))
+    assert calls == [(i, n) for i in range(1, n + 1)]  # after every record, as local predict
     assert summary["images"] == n and summary["errors"] == 1 and summary["actors"] == 1
+    assert summary["ray"]["decode_in"] == "tasks" and summary["ray"]["decode_threads"] == 0
     assert summary["checked"] == {"inputs": n, "records": n, "repeats_dropped": 0}
     assert summary["runtime"]["backend"]["backend"] == "onnxruntime"
     import pyarrow.parquet as pq
@@ -139,6 +145,7 @@ def test_dead_actor_is_restarted_and_no_image_is_lost_or_doubled(
     cfg = PredictConfig(str(bundle), (str(listing),), batch_size=2, top_k=3)
     summary = run_ray_predict(cfg, RayOptions(actors=1), predictor=DiesOnce)
     assert (bundle.parent / "died-once").exists(), "the actor never died: nothing was tested"
+    assert summary["ray"]["decode_in"] == "actors"  # one node: the actor decoded its batches
     n = 2 * len(paths) + 1
     assert summary["checked"] == {"inputs": n, "records": n, "repeats_dropped": 0}
     local = predict(cls_bundle, [str(listing)], batch_size=8, top_k=3)["results"]
@@ -147,9 +154,34 @@ def test_dead_actor_is_restarted_and_no_image_is_lost_or_doubled(
                                      "error": f"no such file: {tmp_path / 'gone.jpg'}"}  # fmt: skip
 
 
+def test_pool_plan_splits_the_node_among_the_actors(ray_session, cls_bundle: Path) -> None:
+    from simmim_deploy.serve.ray_plan import DECODE_CPUS, plan_pool
+
+    cpus = ray_session.cluster_resources()["CPU"]
+    cfg = PredictConfig(str(cls_bundle), ("x",))
+    whole = plan_pool(ray_session, cfg, RayOptions(actors=1))
+    # one actor on a one-node cluster: it decodes, and runs as many threads as local predict
+    assert (whole.decode_in, whole.cpus_per_actor, whole.threads) == ("actors", cpus, None)
+    assert (
+        whole.decoders == max(1, int(cpus) - 1) and whole.pool.max_concurrent_calls_per_actor == 2
+    )
+    two = plan_pool(ray_session, cfg, RayOptions(actors=2))
+    assert two.cpus_per_actor == cpus / 2 and two.threads == max(1, int(cpus / 2))
+    assert (two.pool.min_size, two.pool.max_size) == (2, 2)
+    tasks = plan_pool(ray_session, cfg, RayOptions(actors=1, decode_in="tasks"))
+    assert tasks.decoders == 0 and tasks.cpus_per_actor == cpus - DECODE_CPUS
+    assert tasks.pool.max_concurrent_calls_per_actor is None
+    pinned = plan_pool(ray_session, replace(cfg, threads=1, workers=3), RayOptions(actors=1))
+    assert (pinned.threads, pinned.decoders) == (1, 3)  # --threads and --workers win
+
+
 def test_bad_options_are_one_line_errors(ray_session, cls_bundle: Path, photos: Path) -> None:
     with pytest.raises(UserError, match="--actors must be >= 0"):
         RayOptions(actors=-1)
+    with pytest.raises(
+        UserError, match="^--decode-in must be one of auto, actors, tasks, got 'x'$"
+    ):
+        RayOptions(decode_in="x")
     with pytest.raises(UserError, match="--save-vis needs the local engine"):
         run_ray_predict(PredictConfig(str(cls_bundle), (str(photos),), save_vis="v"), RayOptions())
     with pytest.raises(UserError, match="^the bundle has no 'int8' ONNX model"):  # in an actor
