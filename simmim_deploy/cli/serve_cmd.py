@@ -68,8 +68,7 @@ def _run(opts: ServeOptions) -> None:
         from simmim_deploy.serve.runtime import Runtime
 
         runtime = Runtime(cfg.bundle, runner, manifest=manifest, max_pixels=cfg.max_pixels)
-    options = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "bundle"}
-    uvicorn.run(create_app(cfg.bundle, runtime=runtime, **options), log_level="info", **run)
+    uvicorn.run(create_app(cfg, runtime=runtime), log_level="info", **run)
 
 
 def _run_workers(uvicorn, cfg: ServeConfig, workers: int, run: dict) -> None:  # noqa: ANN001

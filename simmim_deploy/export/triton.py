@@ -21,9 +21,10 @@ import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from simmim_deploy.core.atomic import atomic_write_text
+from simmim_deploy.core.config import flag_for, option
 from simmim_deploy.core.errors import UserError
 
 # onnx.TensorProto element types -> Triton data types.
@@ -48,33 +49,28 @@ KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
 
 @dataclasses.dataclass(frozen=True)
 class TritonConfig:
-    """Options of ``simmim-deploy triton``.
+    """Options of ``simmim-deploy triton`` (each field's help is its ``--help`` line)."""
 
-    Attributes:
-        bundle: bundle directory.
-        out: model repository to write (other models in it are left alone).
-        backend: ``onnxruntime`` or ``tensorrt``.
-        precision: which artefact (``fp32``, ``fp16``, ``int8``...) or engine precision.
-        name: model name in the repository.
-        max_batch_size: largest batch (default: the bundle's batch max).
-        preferred_batch_sizes: dynamic batching targets (default: opt and max).
-        max_queue_delay_us: how long a request may wait for others.
-        instances: model instances (per GPU for ``gpu``).
-        kind: ``cpu`` or ``gpu`` instances (default: gpu for tensorrt, cpu for onnxruntime).
-        overwrite: replace ``out/<name>`` when it exists.
-    """
-
-    bundle: str
-    out: str
-    backend: str = "onnxruntime"
-    precision: str = "fp32"
-    name: str = "simmim"
-    max_batch_size: int | None = None
-    preferred_batch_sizes: tuple[int, ...] = ()
-    max_queue_delay_us: int = 2000
-    instances: int = 1
-    kind: str | None = None
-    overwrite: bool = False
+    bundle: str = option(help="Bundle directory.", positional=True)
+    out: str = option(help="Model repository to write (other models in it are left alone).")
+    backend: Literal["onnxruntime", "tensorrt"] = option("onnxruntime", "Triton backend.")
+    precision: str = option("fp32", "Artefact (fp32, fp16, int8...) or engine precision.")
+    name: str = option("simmim", "Model name in the repository.")
+    max_batch_size: int | None = option(
+        None,
+        "Most images one dynamic batch holds (Triton's max_batch_size; default: the bundle's max).",
+        flag="--max-batch",
+        old_flags=("--max-batch-size",),
+    )
+    preferred_batch_sizes: tuple[int, ...] = option(
+        (), "Dynamic batching targets (default: the bundle's opt and max)."
+    )
+    max_queue_delay_us: int = option(2000, "How long a request may wait for others, in us.")
+    instances: int = option(1, "Model instances (per GPU for gpu).")
+    kind: Literal["cpu", "gpu"] | None = option(
+        None, "cpu or gpu instances (default: gpu for tensorrt, cpu for onnxruntime)."
+    )
+    overwrite: bool = option(False, "Replace OUT/NAME if it exists.")
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -83,12 +79,12 @@ class TritonConfig:
             raise UserError(f"--kind must be cpu or gpu, got {self.kind!r}")
         if self.backend == "tensorrt" and self.kind == "cpu":
             raise UserError("--kind cpu cannot run a TensorRT engine: use --kind gpu")
-        if self.instances < 1:
-            raise UserError(f"--instances must be >= 1, got {self.instances}")
+        for name in ("instances", "max_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"{flag_for(self, name)} must be >= 1, got {value}")
         if self.max_queue_delay_us < 0:
             raise UserError(f"--max-queue-delay-us must be >= 0, got {self.max_queue_delay_us}")
-        if self.max_batch_size is not None and self.max_batch_size < 1:
-            raise UserError(f"--max-batch-size must be >= 1, got {self.max_batch_size}")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise UserError(f"--name {self.name!r} is not a usable model folder name")
 
@@ -235,10 +231,15 @@ def write_triton_repo(
     Returns:
         The model directory ``out/<name>``.
     """
+    return write_triton_model(TritonConfig(bundle=str(bundle), out=str(out), **options), manifest)
+
+
+def write_triton_model(cfg: TritonConfig, manifest: dict[str, Any] | None = None) -> Path:
+    """:func:`write_triton_repo` for a built config."""
     from simmim_deploy.core.manifest import read_manifest
 
-    cfg = TritonConfig(bundle=str(bundle), out=str(out), **options)
-    model_dir = Path(out) / cfg.name
+    bundle, out = Path(cfg.bundle), Path(cfg.out)
+    model_dir = out / cfg.name
     if model_dir.exists() and not cfg.overwrite:
         raise UserError(f"{model_dir} already exists: pass --overwrite to replace it")
     manifest = manifest if manifest is not None else read_manifest(bundle)

@@ -95,17 +95,17 @@ class ServeConfig:
         return self.model_name or Path(self.bundle).resolve().name
 
 
-def create_app(bundle: str, runtime: Runtime | None = None, **options: Any) -> Any:
+def create_app(bundle: str | ServeConfig, runtime: Runtime | None = None, **options: Any) -> Any:
     """Build the FastAPI app for ``bundle``; keyword options are :class:`ServeConfig` fields.
 
     Args:
-        bundle: bundle directory.
+        bundle: bundle directory, or a whole :class:`ServeConfig` (then no ``options``).
         runtime: an already opened :class:`Runtime` (e.g. with a PyTorch backend); default:
             opened from ``bundle`` with ``options["backend"]``.
         **options: ``max_batch``, ``max_wait_ms``, ``token``, ``max_body_bytes``, ``max_pixels``,
             ``request_timeout_s``, ``backend``...
     """
-    cfg = ServeConfig(bundle=str(bundle), **options)
+    cfg = bundle if isinstance(bundle, ServeConfig) else ServeConfig(bundle=str(bundle), **options)
     fastapi = require("fastapi", "serve", "the HTTP server")
     runtime = runtime or Runtime(
         cfg.bundle, cfg.backend, cfg.precision, cfg.threads, max_pixels=cfg.max_pixels

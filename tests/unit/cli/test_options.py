@@ -137,6 +137,23 @@ def test_errors_name_the_flag_the_field_declares() -> None:
         BenchmarkConfig("bundle", batch_size=(8, 0))
 
 
+def test_serve_options_build_the_app_config(tmp_path: Path) -> None:
+    from simmim_deploy.cli.serve_cmd import ServeOptions
+
+    token = tmp_path / "token.txt"
+    token.write_text("s3cret\n")
+    opts = ServeOptions("bundle", token_file=str(token), max_body_mb=1.5, conf=0.4, port=9)
+    cfg = opts.app_config()
+    assert type(cfg).__name__ == "ServeConfig" and cfg.token == "s3cret"
+    assert cfg.max_body_bytes == int(1.5 * 2**20) and cfg.conf == 0.4
+    with pytest.raises(UserError, match="--token-file .* does not exist"):
+        ServeOptions("bundle", token_file=str(tmp_path / "none")).app_config()
+    from simmim_deploy.cli.main import app
+
+    text = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
+    assert "--score-thresh" in text and "--max-body-mb" in text and "--conf " not in text
+
+
 @pytest.mark.parametrize("args", [["--version"]])
 def test_version(args: list[str]) -> None:
     from simmim_deploy import __version__
