@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from simmim_deploy.core.atomic import atomic_write_bytes
+from simmim_deploy.core.config import flag_for, option
 from simmim_deploy.core.environment import real_tensorrt
 from simmim_deploy.core.errors import UserError
 
@@ -150,19 +151,16 @@ def _add_batch_profile(
 
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
-    """Options of ``simmim-deploy build``.
+    """Options of ``simmim-deploy build`` (each field's help is its ``--help`` line)."""
 
-    Attributes:
-        source: bundle directory or an ONNX file.
-        batch: ``MIN:OPT:MAX`` (None: the bundle's profile, or 1:8:32 for a bare ONNX).
-        workspace_gib: builder workspace limit.
-        precision: ``fp32``/``fp16``/``int8`` (None: every static-precision ONNX in the bundle).
-    """
-
-    source: str
-    batch: str | tuple[int, ...] | None = None
-    workspace_gib: float = 4.0
-    precision: str | None = None
+    source: str = option(help="Bundle directory or a model.onnx file.", positional=True)
+    batch: str | tuple[int, ...] | None = option(
+        None, "Profile MIN:OPT:MAX (default: the bundle's, or 1:8:32 for a bare ONNX)."
+    )
+    workspace_gib: float = option(4.0, "Builder workspace limit in GiB.", flag="--workspace")
+    precision: str | None = option(
+        None, "fp32, fp16 or int8 (default: every static-precision ONNX in the bundle)."
+    )
 
     def __post_init__(self) -> None:
         if not Path(self.source).exists():
@@ -170,7 +168,7 @@ class BuildConfig:
         if self.precision not in (None, "fp32", "fp16", "int8"):
             raise UserError(f"--precision must be fp32, fp16 or int8, got {self.precision!r}")
         if self.workspace_gib <= 0:
-            raise UserError("--workspace must be positive (GiB)")
+            raise UserError(f"{flag_for(self, 'workspace_gib')} must be positive (GiB)")
 
 
 def _jobs(cfg: BuildConfig) -> tuple[list[tuple[Path, str]], dict[str, Any] | None]:

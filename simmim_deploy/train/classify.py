@@ -172,17 +172,7 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
         seed=config.seed,
         split_seed=config.split_seed,
     )
-    cfg = resolve_defaults(config, len(splits.train))
-    aug, aug_why = resolve_aug(cfg.aug)  # no boxes: auto is natural
-    cfg = dataclasses.replace(cfg, aug=aug)
-    small = small_data_defaults(config, len(splits.train))
-    if small and dist.is_main():
-        chosen = ", ".join(f"{k} {v}" for k, v in small.items())
-        print(
-            f"small data ({len(splits.train)} < {SMALL_DATA} training images): {chosen} "
-            "(the ImageNet regularisers starve small sets; set them to override)",
-            flush=True,
-        )
+    cfg, aug_note = _resolve(config, len(splits.train))
     names = splits.class_names
     model = _build_model(cfg, len(names))
     meta = checkpoint_meta(model, cfg, names)
@@ -210,7 +200,7 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
     if cfg.mode == "full" and config.layer_decay is None:
         why = "from scratch: no pre-trained layers to keep" if cfg.pretrained == "none" else ""
         data_note += f"; layer-wise LR decay {cfg.layer_decay:g}" + (f" ({why})" if why else "")
-    notes = (data_note, f"aug {aug} ({aug_why})", *run.notes)
+    notes = (data_note, aug_note, *run.notes)
     result = fit(
         model, task, train_set, run.engine, opt.optimizer, opt.scheduler, out, meta=meta,
         description=f"classify {cfg.model}", notes=notes,
@@ -220,6 +210,26 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
         summary = _finish(out, task, splits, skip_log.finalize(), result, run)
     dist.teardown()
     return summary
+
+
+def _resolve(config: ClassifyConfig, num_train: int) -> tuple[ClassifyConfig, str]:
+    """``config`` with the mode, small-data and ``aug`` defaults resolved; the aug line.
+
+    Prints (rank 0) which small-data defaults were chosen.
+    """
+    from simmim_deploy.train import distributed as dist
+
+    cfg = resolve_defaults(config, num_train)
+    aug, aug_why = resolve_aug(cfg.aug)  # no boxes: auto is natural
+    small = small_data_defaults(config, num_train)
+    if small and dist.is_main():
+        chosen = ", ".join(f"{k} {v}" for k, v in small.items())
+        print(
+            f"small data ({num_train} < {SMALL_DATA} training images): {chosen} "
+            "(the ImageNet regularisers starve small sets; set them to override)",
+            flush=True,
+        )
+    return dataclasses.replace(cfg, aug=aug), f"aug {aug} ({aug_why})"
 
 
 def _build_model(cfg: ClassifyConfig, num_classes: int) -> nn.Module:
