@@ -9,10 +9,12 @@ from simmim_deploy.serve.bench import run_benchmark
 
 
 def test_benchmark_fields_and_files(cls_bundle: Path, image_dir: Path, tmp_path: Path) -> None:
+    progress: list[tuple[int, int]] = []
     report = run_benchmark(
         cls_bundle, ["ort-cpu"], [1, 3], duration=0.2, images=str(image_dir), out_dir=tmp_path,
-        warmup=1,
+        warmup=1, on_progress=lambda done, total: progress.append((done, total)),
     )  # fmt: skip
+    assert progress == [(1, 2), (2, 2)]  # the benchmark bar: one step per setting
     assert [(r["backend"], r["precision"], r["batch"]) for r in report["results"]] == [
         ("ort-cpu", "fp32", 1),
         ("ort-cpu", "fp32", 3),
