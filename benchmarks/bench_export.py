@@ -28,6 +28,8 @@ Full run:   python benchmarks/bench_export.py --checkpoint runs/vits-mnist-224/b
 Smoke run:  python benchmarks/bench_export.py --checkpoint tiny.pt --no-detector \\
                 --eval-images 64 --calib-images 64 --duration 0.5 --out /tmp/bench
 Without the slow extras: --skip all,pruned (no all-ops INT8, no pruning + distillation).
+Our verified artefacts as shipped: --bundle runs/bundle-cpu (repeatable; with --skip own only
+those, next to the peers).
 """
 
 from __future__ import annotations
@@ -139,6 +141,10 @@ def build_variants(case: Case, args: argparse.Namespace, out: Path) -> dict[str,
     ov_int8, note = cpu_peers.nncf_int8(fp32, nncf_calib, out, args.threads)
     xml_bytes = sum(p.stat().st_size for p in out.glob("nncf_int8.*"))
     variants["openvino + nncf int8"] = (ov_int8, xml_bytes, note)
+    for bundle in args.bundle:
+        variants.update(bundle_variants(bundle, args.threads))
+    if "own" in args.skip:
+        return variants
     quantize_dynamic_int8(fp32, out / "dyn.onnx")
     files = {"ort int8 dynamic": out / "dyn.onnx"}
     for scope in ("linear", "all"):
@@ -155,10 +161,33 @@ def build_variants(case: Case, args: argparse.Namespace, out: Path) -> dict[str,
     for name, path in files.items():
         notes = note if name == pruned_name else ""
         variants[name] = (ort_fn(path, args.threads), path.stat().st_size, notes)
-    ov_ours, inference = cpu_peers.openvino(out / "linear.onnx", args.threads)
+    ov_ours, _ = cpu_peers.openvino(out / "linear.onnx", args.threads)
     variants["openvino int8 static linear (our Q/DQ file)"] = (
         ov_ours, (out / "linear.onnx").stat().st_size, ""
     )  # fmt: skip
+    return variants
+
+
+def _runner(backend: object) -> Runner:
+    return lambda x: list(backend.run(x).values())  # type: ignore[attr-defined]
+
+
+def bundle_variants(bundle: Path, threads: int) -> dict[str, tuple]:
+    """Every (backend, artefact) pair of an exported bundle whose outputs passed the export gate
+    on that runtime (``verified_on``), as ``--backend auto`` sees them: our verified artefacts."""
+    from simmim_deploy.core.manifest import read_manifest
+    from simmim_deploy.serve.backends import open_backend
+    from simmim_deploy.serve.backends.auto import candidates
+
+    manifest = read_manifest(bundle)
+    variants = {}
+    for label in candidates(manifest):
+        backend, precision = label.split("/", 1)
+        art = manifest["artefacts"][precision]
+        opened = open_backend(bundle, manifest, backend, precision, threads)
+        nbytes = sum((bundle / f).stat().st_size
+                     for f in (art["file"], art.get("weights_file")) if f)  # fmt: skip
+        variants[f"{bundle.name}: {label}"] = (_runner(opened), nbytes, str(art["verified_on"]))
     return variants
 
 
@@ -294,7 +323,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved speed rounds (best kept)")
     ap.add_argument("--nncf-images", type=int, default=300, help="NNCF calibration subset")
-    ap.add_argument("--skip", default="", help="comma list of extras to leave out: all,pruned")
+    ap.add_argument("--skip", default="",
+                    help="comma list to leave out: all,pruned (extras), own (every artefact "
+                         "this script builds itself; measure --bundle ones only)")  # fmt: skip
+    ap.add_argument("--bundle", type=Path, action="append", default=[],
+                    help="an exported bundle (export --target cpu) of --checkpoint: its "
+                         "verified (backend, artefact) pairs are ours; repeatable")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("runs/bench_export"))
     args = ap.parse_args()
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}

@@ -28,7 +28,7 @@ from simmim_deploy.core.errors import UserError
 from simmim_deploy.core.manifest import write_manifest
 from simmim_deploy.export import facts as F
 from simmim_deploy.export.config import ExportConfig
-from simmim_deploy.export.converters import CONVERTERS, FILENAMES, ConvertContext
+from simmim_deploy.export.converters import CONVERTERS, FILENAMES, OPENVINO_ONLY, ConvertContext
 from simmim_deploy.export.det_truth import detection_map
 from simmim_deploy.export.inputs import ImageSet, batch_sha256, load_image_set, preprocess
 from simmim_deploy.export.onnx_export import export_onnx, ort_session, set_metadata
@@ -201,33 +201,17 @@ def _build(
             step(f"converting {precision}{calibrating}")
             details[precision] = CONVERTERS[precision](fp32, path, ctx)
         step(f"verifying {precision} on {len(vset.x)} images")
-        outputs = run_batched(ort_runner(path), vset.x)
-        entry = verify_outputs(
-            precision,
-            path.name,
-            reference,
-            outputs,
-            meta["task"],
-            cfg.thresholds_for(precision),
-            vset.labels,
-            vset.truth,
-        )
+        entry = _gate(precision, path, reference, vset, meta["task"], cfg)
         parity["artefacts"][precision] = entry
         raise_if_failed(entry)
         details[precision]["thresholds"] = entry["thresholds"]
-        details[precision]["verified_on"] = ["onnxruntime"]
-        ov = verify_on_openvino(
-            precision, path, reference, vset, meta["task"],
-            cfg.thresholds_for(precision), cfg.thresholds_for("fp16"),
-        )  # fmt: skip
-        if ov is not None:
-            entry["openvino"] = ov
-            if ov["passed"]:
-                details[precision]["verified_on"].append(ov["runtime"])
+        details[precision]["verified_on"] = entry.pop("verified_on")
     artefacts = {}
     for precision in cfg.precision:
         path = out / FILENAMES[precision]
-        _stamp(path, F.metadata_for(facts, precision, details[precision].get("float_ops", [])))
+        if precision not in OPENVINO_ONLY:  # an IR carries no ONNX metadata_props
+            float_ops = details[precision].get("float_ops", [])
+            _stamp(path, F.metadata_for(facts, precision, float_ops))
         artefacts[precision] = F.artefact_entry(path, precision, details[precision])
     manifest = {**facts, "artefacts": artefacts, "engines": []}
     (out / "report").mkdir(exist_ok=True)
@@ -240,6 +224,39 @@ def _build(
         write_triton_repo(out, out / "triton", manifest=manifest, **options)
     write_manifest(out, manifest)
     _make_readable(out)
+
+
+def _gate(
+    precision: str,
+    path: Path,
+    reference: list[np.ndarray],
+    vset: VerificationSet,
+    task: str,
+    cfg: ExportConfig,
+) -> dict[str, Any]:
+    """The parity entry of one artefact on ONNX Runtime, then on OpenVINO (an IR: OpenVINO only).
+
+    ``verified_on`` in the entry lists the runtimes whose outputs passed; the entry's ``passed``
+    is the primary runtime's (ONNX Runtime; OpenVINO for an IR), whose miss fails the export.
+    """
+    budget, reduced = cfg.thresholds_for(precision), cfg.thresholds_for("fp16")
+    if precision in OPENVINO_ONLY:
+        entry = verify_on_openvino(precision, path, reference, vset, task, budget, reduced)
+        if entry is None:
+            raise UserError(f"--precision {precision} needs the openvino extra to verify it")
+        entry["verified_on"] = [entry["runtime"]] if entry["passed"] else []
+        return entry
+    outputs = run_batched(ort_runner(path), vset.x)
+    entry = verify_outputs(
+        precision, path.name, reference, outputs, task, budget, vset.labels, vset.truth
+    )
+    entry["verified_on"] = ["onnxruntime"]
+    ov = verify_on_openvino(precision, path, reference, vset, task, budget, reduced)
+    if ov is not None:
+        entry["openvino"] = ov
+        if ov["passed"]:
+            entry["verified_on"].append(ov["runtime"])
+    return entry
 
 
 def _make_readable(root: Path) -> None:

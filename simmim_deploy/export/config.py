@@ -14,7 +14,7 @@ from typing import Literal
 from simmim_deploy.core.config import option
 from simmim_deploy.core.errors import UserError
 
-PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-w7")
+PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-w7", "int8-nncf")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 INT8_SCOPES = ("linear", "all")
 EXPORTERS = ("auto", "dynamo", "torchscript")
@@ -22,8 +22,11 @@ EXPORTERS = ("auto", "dynamo", "torchscript")
 # them on the machine that serves). CPU: static INT8 is fastest where the CPU has VNNI/AMX and
 # the file TensorRT also reads; dynamic INT8 needs no calibration and was as fast or faster on
 # AVX2; FP32 is the reference, and what OpenVINO runs in bf16 on CPUs with bf16 instructions;
-# int8-w7 (7-bit weights) is the INT8 file OpenVINO keeps accurate on CPUs without VNNI.
-TARGETS = {"cpu": ("fp32", "int8", "int8-dynamic", "int8-w7")}
+# int8-w7 (7-bit weights) is the INT8 file OpenVINO keeps accurate on CPUs without VNNI;
+# int8-nncf (OpenVINO IR by NNCF, attention products in INT8 too) was OpenVINO's fastest file on
+# the AVX-512 Xeon without VNNI we measured, written when the openvino extra (nncf) is installed.
+TARGETS = {"cpu": ("fp32", "int8", "int8-dynamic", "int8-w7", "int8-nncf")}
+NEEDS_EXTRA = {"int8-nncf": "nncf"}  # artefacts a target writes only when this module exists
 
 
 def parse_batch(text: str | Sequence[int]) -> tuple[int, int, int]:
@@ -46,6 +49,20 @@ def parse_batch(text: str | Sequence[int]) -> tuple[int, int, int]:
     return lo, opt, hi
 
 
+def target_precisions(target: str) -> tuple[str, ...]:
+    """The artefacts ``--target`` writes with the extras installed here (the rest is logged)."""
+    import importlib.util
+    import logging
+
+    missing = [p for p in TARGETS[target] if p in NEEDS_EXTRA
+               and importlib.util.find_spec(NEEDS_EXTRA[p]) is None]  # fmt: skip
+    if missing:
+        logging.getLogger(__name__).warning(
+            "--target %s: not writing %s (needs the openvino extra)", target, ", ".join(missing)
+        )
+    return tuple(p for p in TARGETS[target] if p not in missing)
+
+
 @dataclasses.dataclass(frozen=True)
 class Thresholds:
     """Parity budgets one precision must meet against PyTorch (see ``verify.py``)."""
@@ -63,6 +80,7 @@ DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
     "int8": Thresholds(0.98, min_top1_agreement=0.9, max_metric_drop=1.5, min_box_iou=0.8),
     "int8-dynamic": Thresholds(0.98, min_top1_agreement=0.9, max_metric_drop=1.5, min_box_iou=0.8),
     "int8-w7": Thresholds(0.98, min_top1_agreement=0.9, max_metric_drop=1.5, min_box_iou=0.8),
+    "int8-nncf": Thresholds(0.98, min_top1_agreement=0.9, max_metric_drop=1.5, min_box_iou=0.8),
 }
 
 
@@ -161,14 +179,14 @@ class ExportConfig:
                     f"--target {self.target} writes static INT8, which needs real calibration "
                     "images: add --calib-data PATH|builtin:NAME"
                 )
-            precision = TARGETS[self.target]
+            precision = target_precisions(self.target)
         bad = [p for p in precision if p not in PRECISIONS]
         if bad:
             raise UserError(f"unknown precision {bad[0]!r}; choose from {', '.join(PRECISIONS)}")
         # fp32 is the reference every other artefact derives from; keep the user's order after it.
         ordered = ("fp32",) + tuple(dict.fromkeys(p for p in precision if p != "fp32"))
         object.__setattr__(self, "precision", ordered)
-        if {"int8", "int8-w7"} & set(ordered) and not self.calib_data:
+        if {"int8", "int8-w7", "int8-nncf"} & set(ordered) and not self.calib_data:
             raise UserError(
                 "--precision int8 needs real calibration images: add "
                 "--calib-data PATH|builtin:NAME "

@@ -84,11 +84,35 @@ def _int8_dynamic(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
     }
 
 
+def _int8_nncf(src: Path, dst: Path, ctx: ConvertContext) -> dict[str, Any]:
+    """OpenVINO IR quantized by NNCF (every MatMul, attention products included)."""
+    from simmim_deploy.core.manifest import sha256_file
+    from simmim_deploy.export.nncf_int8 import quantize_nncf_int8, weights_path
+
+    assert ctx.calib_images is not None, "NNCF INT8 needs calibration images"
+    info = quantize_nncf_int8(src, dst, ctx.calib_images)
+    return {
+        "float_ops": ["Softmax", "LayerNormalization", "Gelu"],
+        "weights_file": info.weights_file,
+        "weights_sha256": sha256_file(weights_path(dst)),
+        "runtime": "openvino",
+        "quantization": {
+            "mode": "nncf_ptq",
+            "preset": "transformer",
+            "scope": "every MatMul (attention products included)",
+            "weights": "7-bit range in every layer (overflow_fix enable)",
+            "calibration_images": info.calibration_images,
+            "nncf": info.nncf_version,
+        },
+    }
+
+
 CONVERTERS: dict[str, Callable[[Path, Path, ConvertContext], dict[str, Any]]] = {
     "fp16": _fp16,
     "int8": _int8_static,
     "int8-dynamic": _int8_dynamic,
     "int8-w7": _int8_w7,
+    "int8-nncf": _int8_nncf,
 }
 
 FILENAMES: dict[str, str] = {
@@ -97,4 +121,7 @@ FILENAMES: dict[str, str] = {
     "int8": "model.int8.onnx",
     "int8-dynamic": "model.int8-dynamic.onnx",
     "int8-w7": "model.int8-w7.onnx",
+    "int8-nncf": "model.int8-nncf.xml",  # OpenVINO IR (+ model.int8-nncf.bin)
 }
+# Artefacts only OpenVINO runs (IR files): gated on OpenVINO, never offered to ONNX Runtime.
+OPENVINO_ONLY = frozenset({"int8-nncf"})

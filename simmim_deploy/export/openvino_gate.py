@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def openvino_runner(path: str | Path) -> tuple[Runner, str]:
-    """``(runner, inference precision)`` for an ONNX file on OpenVINO's CPU defaults."""
+    """``(runner, inference precision)`` for an ONNX or IR file on OpenVINO's CPU defaults."""
     import openvino as ov
 
     compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
@@ -68,7 +68,8 @@ def verify_on_openvino(
         runner, inference = openvino_runner(path)
     except RuntimeError as exc:  # a graph OpenVINO cannot compile: recorded as not verified
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return {"runtime": "openvino", "passed": False, "failures": [f"compile: {first}"]}
+        return {"precision": precision, "file": path.name, "runtime": "openvino",
+                "passed": False, "failures": [f"OpenVINO cannot compile it: {first}"]}  # fmt: skip
     budget = reduced if inference == "bf16" and precision == "fp32" else thresholds
     outputs = run_batched(runner, vset.x)
     entry = verify_outputs(

@@ -311,7 +311,7 @@ def verify_bundle(
         recorded = art.get("thresholds")
         t = Thresholds(**recorded) if recorded else DEFAULT_THRESHOLDS[precision]
         step(f"verifying {precision} on {len(vset.x)} images")
-        out = run_batched((open_runner or ort_runner)(root / art["file"]), vset.x)
+        out = run_batched(_artefact_runner(root / art["file"], open_runner), vset.x)
         report["artefacts"][precision] = verify_outputs(
             precision, art["file"], ref, out, manifest["task"], t, vset.labels, vset.truth
         )
@@ -319,6 +319,16 @@ def verify_bundle(
     for entry in report["artefacts"].values():
         raise_if_failed(entry)
     return report
+
+
+def _artefact_runner(path: Path, open_runner: Callable[[Path], Runner] | None) -> Runner:
+    """``open_runner`` (default ONNX Runtime); an OpenVINO IR (``.xml``) runs on OpenVINO, the
+    only runtime that reads it."""
+    if path.suffix == ".xml":
+        from simmim_deploy.export.openvino_gate import openvino_runner
+
+        return openvino_runner(path)[0]
+    return (open_runner or ort_runner)(path)
 
 
 def _meta_from_manifest(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from simmim_deploy.core.config import flag_for, option
 from simmim_deploy.core.cpu import cpu_info
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.core.manifest import read_manifest
-from simmim_deploy.serve.backends import Backend
+from simmim_deploy.serve.backends import Backend, runs_file
 from simmim_deploy.serve.predict import expand_sources
 from simmim_deploy.serve.runtime import Runtime
 
@@ -279,7 +279,7 @@ def _runtimes(
         raise UserError("the torch backend needs PyTorch: use the CLI or pass extra_backends")
     if name in ONNX_BACKENDS:
         artefacts = (manifest or read_manifest(bundle))["artefacts"]
-        keys = precisions or [k for k, a in artefacts.items() if str(a["file"]).endswith(".onnx")]
+        keys = precisions or [k for k, a in artefacts.items() if runs_file(name, str(a["file"]))]
         return [(Runtime(bundle, name, k, threads, manifest=manifest), k) for k in keys]
     runtime = Runtime(bundle, name, None, threads, manifest=manifest)
     return [(runtime, str(runtime.backend.describe().get("precision", "")))]

@@ -64,6 +64,7 @@ def test_target_cpu_then_openvino_verify_and_auto_predict(checkpoint: Path, tmp_
     loose = "{min_cosine: 0.9, min_top1_agreement: 0.0, max_metric_drop: 100}"
     profile.write_text(
         f"thresholds:\n  int8: {loose}\n  int8-dynamic: {loose}\n  int8-w7: {loose}\n"
+        f"  int8-nncf: {loose}\n"
     )
     res = _run(
         "export", str(checkpoint), "--out", str(bundle), "--target", "cpu", "--calib-data",
@@ -72,7 +73,8 @@ def test_target_cpu_then_openvino_verify_and_auto_predict(checkpoint: Path, tmp_
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert list(manifest["artefacts"]) == ["fp32", "int8", "int8-dynamic", "int8-w7"]
+    arts = manifest["artefacts"]
+    assert list(arts) == ["fp32", "int8", "int8-dynamic", "int8-w7", "int8-nncf"]
     assert manifest["artefacts"]["int8-w7"]["quantization"]["weights"].startswith("7-bit")
     import onnx
     from onnx import numpy_helper
@@ -84,8 +86,12 @@ def test_target_cpu_then_openvino_verify_and_auto_predict(checkpoint: Path, tmp_
 
     assert weight_range("model.int8-w7.onnx") <= 64 < weight_range("model.int8.onnx")
     assert all(a["verified"] for a in manifest["artefacts"].values())
+    # The NNCF IR (+ its .bin) is gated on OpenVINO alone: ONNX Runtime cannot read it.
+    nncf = arts.pop("int8-nncf")
+    assert nncf["file"] == "model.int8-nncf.xml" and (bundle / nncf["weights_file"]).is_file()
+    assert nncf["verified_on"] == ["openvino/f32"] or nncf["verified_on"] == ["openvino/bf16"]
     # Gated on OpenVINO too (f32 here: no bf16 instructions; bf16 where the CPU has them).
-    for art in manifest["artefacts"].values():
+    for art in arts.values():
         assert art["verified_on"][0] == "onnxruntime"
         assert art["verified_on"][1] in ("openvino/f32", "openvino/bf16")
     parity = json.loads((bundle / "report" / "parity.json").read_text())
@@ -96,6 +102,9 @@ def test_target_cpu_then_openvino_verify_and_auto_predict(checkpoint: Path, tmp_
     assert (
         "fp32: passed" in res.stdout and "int8: passed" in res.stdout and "openvino" in res.stdout
     )
+    assert "int8-nncf: passed" in res.stdout
+    res = _run("verify", str(bundle), "--data", "builtin:digits", "--limit", "16")
+    assert res.returncode == 0 and "int8-nncf: passed" in res.stdout, res.stderr
     images = tmp_path / "images"
     images.mkdir()
     from PIL import Image
@@ -107,8 +116,9 @@ def test_target_cpu_then_openvino_verify_and_auto_predict(checkpoint: Path, tmp_
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     assert "backend auto:" in res.stderr and "measured now" in res.stderr
-    for label in ("ort-cpu/fp32", "ort-cpu/int8", "openvino/int8"):
+    for label in ("ort-cpu/fp32", "ort-cpu/int8", "openvino/int8", "openvino/int8-nncf"):
         assert label in res.stderr
+    assert "ort-cpu/int8-nncf" not in res.stderr
     assert json.loads(res.stdout.splitlines()[0])["topk"]
 
 

@@ -26,10 +26,18 @@ __all__ = [
     "max_batch_of",
     "open_backend",
     "open_onnx_file",
+    "runs_file",
     "run_any_batch",
 ]
 
-SUFFIXES = {".onnx": "ort", ".engine": "trt", ".plan": "trt", ".trt": "trt"}
+SUFFIXES = {".onnx": "ort", ".xml": "openvino", ".engine": "trt", ".plan": "trt", ".trt": "trt"}
+# Model files a backend of ONNX_BACKENDS reads: ONNX everywhere, OpenVINO IR on OpenVINO only.
+IR_SUFFIX = ".xml"
+
+
+def runs_file(backend: str, file: str) -> bool:
+    """Whether ``backend`` (one of ``ONNX_BACKENDS``) can run the artefact file ``file``."""
+    return file.endswith(".onnx") or (backend == "openvino" and file.endswith(IR_SUFFIX))
 
 
 def suggest(name: str, choices: Any) -> str:
@@ -39,18 +47,21 @@ def suggest(name: str, choices: Any) -> str:
 
 
 def onnx_artefact(
-    bundle: Path, manifest: dict[str, Any], precision: str | None
+    bundle: Path, manifest: dict[str, Any], precision: str | None, backend: str = "ort"
 ) -> tuple[Path, str]:
-    """The ONNX file for ``precision`` (default ``fp32``, else the first artefact listed)."""
+    """The model file for ``precision`` that ``backend`` runs (default ``fp32``, else the first
+    listed): an ONNX file, or on OpenVINO also an IR (``int8-nncf``)."""
     artefacts = manifest["artefacts"]
-    onnx = {k: v for k, v in artefacts.items() if str(v.get("file", "")).endswith(".onnx")}
+    onnx = {k: v for k, v in artefacts.items() if runs_file(backend, str(v.get("file", "")))}
     if not onnx:
         raise UserError("the bundle lists no ONNX artefact; re-run simmim-deploy export")
     if precision is None:
         precision = "fp32" if "fp32" in onnx else next(iter(onnx))
     if precision not in onnx:
+        ir = str(artefacts.get(precision, {}).get("file", "")).endswith(IR_SUFFIX)
+        hint = " (an OpenVINO IR: use --backend openvino or auto)" if ir else ""
         raise UserError(
-            f"the bundle has no {precision!r} ONNX model{suggest(precision, onnx)}; "
+            f"the bundle has no {precision!r} ONNX model{suggest(precision, onnx)}{hint}; "
             f"it has {sorted(onnx)}"
         )
     path = bundle / onnx[precision]["file"]
@@ -82,6 +93,10 @@ def _open_file(path: Path, manifest: dict[str, Any], threads: int | None) -> Bac
         from simmim_deploy.serve.backends.trt import TrtBackend
 
         return TrtBackend(path, precision=precision)
+    if kind == "openvino":
+        from simmim_deploy.serve.backends.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(path, threads, precision or "unknown")
     from simmim_deploy.serve.backends.ort import OrtBackend
 
     return OrtBackend(path, "ort", threads, precision or "unknown")
@@ -98,9 +113,12 @@ def _gpu_provider() -> bool:
 def open_onnx_file(
     path: str | Path, backend: str = "ort-cpu", threads: int | None = None, precision: str = ""
 ) -> Backend:
-    """Open one ONNX file on a backend of :data:`ONNX_BACKENDS` (``precision``: for describe)."""
+    """Open one ONNX file on a backend of :data:`ONNX_BACKENDS` (``precision``: for describe);
+    an OpenVINO IR (``.xml``) only on ``openvino``."""
     if backend not in ONNX_BACKENDS:
         raise UserError(f"{backend!r} does not run ONNX files: use one of {list(ONNX_BACKENDS)}")
+    if not runs_file(backend, Path(path).name):
+        raise UserError(f"{Path(path).name} is an OpenVINO IR: run it with --backend openvino")
     if backend == "openvino":
         from simmim_deploy.serve.backends.openvino import OpenVinoBackend
 
@@ -113,8 +131,9 @@ def open_onnx_file(
 def _open_onnx(
     bundle: Path, manifest: dict[str, Any], backend: str, precision: str | None, threads: int | None
 ) -> Backend:
-    path, prec = onnx_artefact(bundle, manifest, precision)
-    return open_onnx_file(path, "ort" if backend == "auto" else backend, threads, prec)
+    name = "ort" if backend == "auto" else backend
+    path, prec = onnx_artefact(bundle, manifest, precision, name)
+    return open_onnx_file(path, name, threads, prec)
 
 
 def open_backend(

@@ -97,11 +97,14 @@ def candidates(manifest: dict[str, Any], precision: str | None = None) -> list[s
     """``backend/precision`` labels: each verified ONNX artefact on each installed backend whose
     outputs passed the gate for it (``verified_on``; OpenVINO at this CPU's inference precision).
     """
+    from simmim_deploy.serve.backends import runs_file
+
     arts = manifest["artefacts"]
     keys = [
         k
         for k, a in arts.items()
-        if str(a.get("file", "")).endswith(".onnx") and a.get("verified") is True
+        if any(runs_file(b, str(a.get("file", ""))) for b in CPU_BACKENDS)
+        and a.get("verified") is True
     ]
     if precision is not None:
         if precision not in keys:
@@ -116,7 +119,7 @@ def candidates(manifest: dict[str, Any], precision: str | None = None) -> list[s
         for k in keys:
             # Bundles written before verified_on existed were gated on ONNX Runtime only.
             gated = arts[k].get("verified_on", ["onnxruntime"])
-            if runtime is not None and runtime in gated:
+            if runtime is not None and runtime in gated and runs_file(backend, arts[k]["file"]):
                 labels.append(f"{backend}/{k}")
     return labels
 
@@ -132,7 +135,9 @@ def cache_key(manifest: dict[str, Any], labels: list[str], threads: int | None, 
     arts = manifest["artefacts"]
     facts = {
         "cache_version": CACHE_VERSION,
-        "artefacts": {k: a.get("sha256") for k, a in sorted(arts.items())},
+        "artefacts": {
+            k: [a.get("sha256"), a.get("weights_sha256")] for k, a in sorted(arts.items())
+        },
         "candidates": sorted(labels),
         "cpu": cpu_info().to_dict(),
         "versions": package_versions(("onnxruntime", "openvino", "numpy", "simmim-deploy")),

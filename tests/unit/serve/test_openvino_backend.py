@@ -159,3 +159,50 @@ def test_bf16_inference_within_the_reduced_precision_budget(cls_bundle: Path) ->
     metrics = compare_classification(ref, got)
     assert metrics["cosine_min"] >= DEFAULT_THRESHOLDS["fp16"].min_cosine, metrics
     assert metrics["max_abs"] > 0  # really reduced precision, not f32 under another name
+
+
+@pytest.fixture(scope="module")
+def nncf_bundle(cls_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The classification bundle plus the NNCF INT8 IR, as ``export --target cpu`` writes it
+    (quantizer and manifest entry from the export code; calibrated on real photo crops)."""
+    pytest.importorskip("nncf", reason="the openvino extra (nncf) is not installed")
+    from simmim_deploy.export.converters import CONVERTERS, FILENAMES, ConvertContext
+
+    bundle = tmp_path_factory.mktemp("nncf bundle")
+    shutil.copytree(cls_bundle, bundle, dirs_exist_ok=True)
+    manifest = read_manifest(bundle)
+    path = bundle / FILENAMES["int8-nncf"]
+    ctx = ConvertContext(real_batch(manifest, 32, seed=1))
+    details = CONVERTERS["int8-nncf"](bundle / "model.onnx", path, ctx)
+    details["verified_on"] = ["openvino/f32"]
+    manifest["artefacts"]["int8-nncf"] = artefact_entry(path, "int8-nncf", details)
+    write_manifest(bundle, manifest)
+    return bundle
+
+
+def test_nncf_ir_runs_on_openvino_within_the_gate(nncf_bundle: Path) -> None:
+    from simmim_deploy.core.errors import UserError
+
+    manifest = read_manifest(nncf_bundle)
+    art = manifest["artefacts"]["int8-nncf"]
+    assert art["file"].endswith(".xml") and (nncf_bundle / art["weights_file"]).is_file()
+    assert not list(nncf_bundle.glob(".nncf-*"))  # the staging folder is gone
+    x = real_batch(manifest, 32, seed=2)
+    fp32 = open_backend(nncf_bundle, manifest, "ort-cpu", "fp32", threads=1).run(x)["logits"]
+    ov = open_backend(nncf_bundle, manifest, "openvino", "int8-nncf", threads=1)
+    got = ov.run(x)["logits"]
+    assert ov.describe()["precision"] == "int8-nncf" and ov.describe()["file"] == art["file"]
+    fails = check_thresholds(compare_classification(fp32, got), DEFAULT_THRESHOLDS["int8-nncf"],
+                             "classification")  # fmt: skip
+    assert not fails, fails
+    assert np.abs(got - fp32).max() > 1e-6  # the integer graph ran, not the FP32 one
+    with pytest.raises(UserError, match="OpenVINO IR"):  # ONNX Runtime cannot read an IR
+        open_backend(nncf_bundle, manifest, "ort-cpu", "int8-nncf")
+
+
+def test_auto_offers_the_ir_to_openvino_only(nncf_bundle: Path) -> None:
+    from simmim_deploy.serve.backends.auto import candidates
+
+    labels = candidates(read_manifest(nncf_bundle))
+    assert "openvino/int8-nncf" in labels and "ort-cpu/int8-nncf" not in labels
+    assert "ort-cpu/fp32" in labels
