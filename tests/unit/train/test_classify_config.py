@@ -74,7 +74,7 @@ def test_small_sets_drop_the_imagenet_regularisers_unless_given() -> None:
     cfg = ClassifyConfig(data="d", out="o", mixup=0.5)
     small = resolve_defaults(cfg, num_train=100)
     assert (small.cutmix, small.reprob, small.crop_scale_min) == (0.0, 0.0, 0.35)
-    assert small.randaug == "rand-m6-mstd0.5-inc1"
+    assert small.randaug == "none"
     assert small.mixup == 0.5  # given explicitly: kept
     large = resolve_defaults(cfg, num_train=50_000)
     assert (large.cutmix, large.reprob, large.crop_scale_min) == (1.0, 0.25, 0.08)
