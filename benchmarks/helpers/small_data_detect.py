@@ -6,7 +6,8 @@ issue-10 new-user command, mAP of the run's ``metrics.json`` (best validation ep
 run per seed, every CLI command through ``bench_small_data.run_cli`` (its niceness, 1 thread)
 and with ``--seed N --workers 0 --device cpu --no-progress --out RUN`` added:
 
-- ``old defaults``: :data:`COMMAND` on a checkout of the code before issue 10 (``--old-src``).
+- ``old defaults``: :data:`COMMAND` on a checkout of the code before issue 10 (``--old-src``),
+  given the set's COCO folder (that code has no ``builtin:galaxies-det``).
 - ``new defaults``: :data:`COMMAND` on this code: no ``--aug``, ``--head``, ``--strides``,
   ``--lr`` (all chosen from the data and printed).
 - ``new defaults + SimMIM``: the same with ``--pretrained`` the encoder of ``train pretrain
@@ -112,7 +113,13 @@ def command(ctx: argparse.Namespace, row: str, seed: int, run: Path) -> list[str
     if row.endswith(" + SimMIM"):
         cmd[cmd.index("--pretrained") + 1] = ctx.encoder
     cmd += ["--seed", str(seed), "--workers", "0", "--device", "cpu", "--out", str(run)]
-    return cmd + ([] if row == "old defaults" else ["--no-progress"])  # not an old flag
+    if row != "old defaults":
+        return cmd + ["--no-progress"]
+    from simmim_deploy.data.builtin_tiles import tile_detection_root
+
+    # the old code has neither --no-progress nor the builtin set: its COCO folder (train/ + val/)
+    cmd[cmd.index(DATA)] = str(tile_detection_root(DATA.removeprefix("builtin:")))
+    return cmd
 
 
 def detect_run(ctx: argparse.Namespace, row: str, seed: int, run_cli: Any) -> dict[str, Any]:
@@ -202,8 +209,8 @@ def main(argv: list[str], run_cli: Any, machine: Any) -> None:
     header = (
         f"`{shown}` (+ `--seed N --workers 0 --device cpu`; SimMIM: `--pretrained "
         f"ENCODER`), seeds {ctx.seeds}; mAP on the 6 validation tiles, best "
-        f"epoch (baseline: last). CPU {before['cpu']}, ISA {before['isa']}; load "
-        f"{before['load'][0]:.1f} -> {after['load'][0]:.1f}; SimMIM pre-training "
+        f"epoch (baseline: last). CPU {before['cpu']}, ISA {before['isa']}; load during this "
+        f"call {before['load'][0]:.1f} -> {after['load'][0]:.1f}; SimMIM pre-training "
         f"{f'{float(pre.read_text()):.0f} s' if pre.is_file() else 'not run'}; 1 thread a run"
     )
     sources = sorted({r["source"] for r in results if r.get("source")})
