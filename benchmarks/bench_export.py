@@ -128,7 +128,7 @@ def build_variants(case: Case, args: argparse.Namespace, out: Path) -> dict[str,
     out.mkdir(parents=True, exist_ok=True)
     model, meta = load_model(case.checkpoint)
     size, names = int(meta["img_size"]), output_names(meta)
-    fp32 = export_onnx(model, size, names, out / "model.onnx", exporter="torchscript").path
+    fp32 = export_onnx(model, size, names, out / "model.onnx").path
     ckpt_bytes = case.checkpoint.stat().st_size
     variants: dict[str, tuple] = {
         "eager fp32": (TorchRunner(model, meta), ckpt_bytes, ""),
@@ -205,7 +205,7 @@ def prune_and_quantize(
         seconds = time.perf_counter() - t0
         note = (f"{args.recover_epochs} distillation epoch(s) on {len(case.calib)} images, "
                 f"{seconds:.0f} s, loss {losses[0]:.3g} -> {losses[-1]:.3g}")  # fmt: skip
-    p32 = export_onnx(pruned, size, names, out / "pruned.onnx", exporter="torchscript").path
+    p32 = export_onnx(pruned, size, names, out / "pruned.onnx").path
     quantize_static_int8(p32, out / "pruned.int8.onnx", case.calib, args.calib_method, "linear")
     return note
 
