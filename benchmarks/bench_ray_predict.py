@@ -148,6 +148,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=384)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--round-offset", type=int, default=0, help="rotate as if from this round")
+    ap.add_argument("--photos", type=Path, default=None, help="reuse a folder's first JPEGs")
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"comma list of {', '.join(KINDS)}")
     ap.add_argument("--threads", type=int, default=None, help="inference threads per runtime")
     ap.add_argument("--backend", default="auto", help="the same for both engines")
@@ -158,8 +160,15 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench ray "))
     bundle = args.bundle or make_bundle(work, args.model)
-    make_jpegs(work / "photos", args.images)
-    cfg = PredictConfig(str(bundle), (str(work / "photos"),), batch_size=args.batch_size,
+    if args.photos:
+        found = sorted(str(p) for p in args.photos.glob("*.jpg"))[: args.images]
+        assert len(found) == args.images, f"{args.photos} has {len(found)} JPEGs"
+        source = work / "photos.txt"
+        source.write_text("\n".join(found) + "\n")
+    else:
+        source = work / "photos"
+        make_jpegs(source, args.images)
+    cfg = PredictConfig(str(bundle), (str(source),), batch_size=args.batch_size,
                         backend=args.backend, top_k=1, threads=args.threads)  # fmt: skip
     load_start = os.getloadavg()
     t0 = time.perf_counter()
@@ -168,7 +177,7 @@ def main() -> None:
     runs = []
     try:
         described = fill_auto_cache(cfg, ray, kinds)
-        for r in range(args.rounds):
+        for r in range(args.round_offset, args.round_offset + args.rounds):
             for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
                 runs.append({"round": r, **run_once(kind, cfg), "load1": os.getloadavg()[0]})
                 x = runs[-1]

@@ -39,7 +39,9 @@ def predict(
     score_thresh: float = typer.Option(0.25, help="Minimum box score (detection)."),
     conf: float | None = typer.Option(None, "--conf", hidden=True),  # old name of --score-thresh
     workers: int = typer.Option(
-        0, help="Decoding threads (0: one per spare core); --engine ray: decoding tasks at once."
+        0,
+        help="Decoding threads (0: one per spare core); --engine ray: per actor, or decoding "
+        "tasks at once with --decode-in tasks.",
     ),
     threads: int | None = typer.Option(None, help="Inference threads (ONNX Runtime intra-op)."),
     engine: str = typer.Option(
@@ -51,6 +53,9 @@ def predict(
     actors: int = typer.Option(_RAY["actors"].default, help=_RAY["actors"].metadata["help"]),
     gpus_per_actor: float = typer.Option(
         _RAY["gpus_per_actor"].default, help=_RAY["gpus_per_actor"].metadata["help"]
+    ),
+    decode_in: str = typer.Option(
+        _RAY["decode_in"].default, "--decode-in", help=_RAY["decode_in"].metadata["help"]
     ),
 ) -> None:
     """Predict every image; one JSON line per image, errors included, and a summary.
@@ -72,7 +77,7 @@ def predict(
     if engine not in ENGINES:
         raise UserError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "ray":
-        _predict_ray(cfg, RayOptions(ray_address, actors, gpus_per_actor))
+        _predict_ray(cfg, RayOptions(ray_address, actors, gpus_per_actor, decode_in))
         return
     if out is not None and out.suffix.lower() == ".parquet":
         raise UserError("Parquet output needs --engine ray; local predict writes JSON lines")
@@ -110,7 +115,8 @@ def _predict_ray(cfg: Any, opts: RayOptions) -> None:
     checked = summary["checked"]
     print(
         f"{summary['images']} images ({summary['errors']} errors) in {summary['seconds']:.2f} s: "
-        f"{summary['images_per_s']} images/s on {summary['actors']} Ray actor(s), "
+        f"{summary['images_per_s']} images/s on {summary['actors']} Ray actor(s) (decoding in "
+        f"{summary['ray']['decode_in']}), "
         f"{used.get('backend', '?')} {used.get('precision', '')}; {checked['records']} records "
         f"for {checked['inputs']} inputs, each once"
         + (f"; results in {cfg.out_jsonl}" if cfg.out_jsonl else ""),

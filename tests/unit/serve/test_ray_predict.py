@@ -86,6 +86,7 @@ def test_cli_ray_records_equal_local_predict(
     assert res.exit_code == 0, res.output
     n = len(list_sources([str(photos)]))
     assert f"{n} images (1 errors)" in res.output and "on 1 Ray actor(s)" in res.output
+    assert "(decoding in actors)" in res.output  # one node: --decode-in auto decodes in actors
     assert f"{n} records for {n} inputs, each once" in res.output
     local = predict(cls_bundle, [str(photos)], batch_size=4, top_k=2)["results"]
     records = _lines(out)
