@@ -274,7 +274,8 @@ def main() -> None:
                                args.threads)  # fmt: skip
         predict_ips = offline(args.bundle, listing, args.backend, args.batch_size, args.threads)
         encoded = [Path(p).read_bytes() for p in paths]
-        runtime = Runtime(args.bundle, args.backend, threads=1)
+        # Client-side preprocessing only: any backend does (auto would time its candidates again).
+        runtime = Runtime(args.bundle, "ort-cpu", threads=1)
         tensors = [runtime.prepare(p).array[None] for p in paths[:64]]  # client-side preprocessing
         clean, dirty, alive, metrics = serve_phases(args, encoded, tensors)
     report = {
