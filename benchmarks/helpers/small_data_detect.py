@@ -10,6 +10,8 @@ and with ``--seed N --workers 0 --device cpu --no-progress --out RUN`` added:
   given the set's COCO folder (that code has no ``builtin:galaxies-det``).
 - ``new defaults``: :data:`COMMAND` on this code: no ``--aug``, ``--head``, ``--strides``,
   ``--lr`` (all chosen from the data and printed).
+- ``aug natural``: the same with ``--aug natural`` (what ``auto`` chose instead: the gain of
+  ``orientation-free``).
 - ``new defaults + SimMIM``: the same with ``--pretrained`` the encoder of ``train pretrain
   --config train/pretrain_vit_tiny_det_small.yaml`` on the unlabelled pool: 128 px windows
   (stride 32) of the whole deep field (872 x 1000 px) that do not overlap a validation tile.
@@ -33,7 +35,7 @@ DATA = "builtin:galaxies-det"
 COMMAND = ["train", "detect", "--data", DATA, "--model", "vit_tiny_patch16_224", "--img-size",
            "128", "--pretrained", "none", "--epochs", "30", "--batch-size", "8"]  # fmt: skip
 PRETRAIN_RECIPE = ROOT / "train" / "pretrain_vit_tiny_det_small.yaml"
-ROWS = ("old defaults", "new defaults", "new defaults + SimMIM", "baseline")
+ROWS = ("old defaults", "new defaults", "aug natural", "new defaults + SimMIM", "baseline")
 WINDOW, STEP = 128, 32
 
 
@@ -112,6 +114,8 @@ def command(ctx: argparse.Namespace, row: str, seed: int, run: Path) -> list[str
         cmd[cmd.index("--epochs") + 1] = str(ctx.epochs)
     if row.endswith(" + SimMIM"):
         cmd[cmd.index("--pretrained") + 1] = ctx.encoder
+    if row == "aug natural":
+        cmd += ["--aug", "natural"]
     cmd += ["--seed", str(seed), "--workers", "0", "--device", "cpu", "--out", str(run)]
     if row != "old defaults":
         return cmd + ["--no-progress"]
