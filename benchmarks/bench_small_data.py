@@ -317,8 +317,13 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--task", choices=("cls", "det"), default="cls")
+    pre.add_argument("--task", choices=("cls", "det", "photo"), default="cls")
     task, argv = pre.parse_known_args(argv)
+    if task.task == "photo":  # the new-user commands on real photo tiles
+        sys.path.insert(0, str(ROOT / "benchmarks" / "helpers"))
+        import small_data_photos
+
+        return small_data_photos.main(argv, run_cli, machine)
     if task.task == "det":  # the detection part: benchmarks/helpers/small_data_detect.py
         sys.path.insert(0, str(ROOT / "benchmarks" / "helpers"))
         import small_data_detect
