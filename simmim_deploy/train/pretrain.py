@@ -176,6 +176,7 @@ def _finish(out: Path, config: PretrainConfig, model: Any, result: Any, skipped:
 
 
 def _build(config: PretrainConfig, source: Any, skip_log: Any) -> tuple[Any, Any, Any]:
+    from simmim_deploy.data.aug_presets import resolve_aug
     from simmim_deploy.data.masking import MaskGenerator, default_mask_patch_size
     from simmim_deploy.data.pretrain_dataset import PretrainDataset
     from simmim_deploy.data.transforms import PretrainTransform
@@ -190,7 +191,8 @@ def _build(config: PretrainConfig, source: Any, skip_log: Any) -> tuple[Any, Any
         load_simmim_checkpoint_for_init(model, config.init_from)
     cell = config.mask_patch_size or default_mask_patch_size(model.img_size, model.patch_size)
     masks = MaskGenerator(model.img_size, cell, model.patch_size, config.mask_ratio)
-    transform = PretrainTransform(model.data_config, model.img_size, aug=config.aug)
+    aug = resolve_aug(config.aug)[0]  # idempotent: run_pretrain has resolved it already
+    transform = PretrainTransform(model.data_config, model.img_size, aug=aug)
     dataset = PretrainDataset(source, transform, masks, seed=config.seed, skip_log=skip_log)
     return model, dataset, skip_log
 
