@@ -226,7 +226,8 @@ def _resolve(config: ClassifyConfig, num_train: int) -> tuple[ClassifyConfig, st
         chosen = ", ".join(f"{k} {v}" for k, v in small.items())
         print(
             f"small data ({num_train} < {SMALL_DATA} training images): {chosen} "
-            "(the ImageNet regularisers starve small sets; set them to override)",
+            "(the ImageNet regularisers starve small sets; a pre-trained encoder under layer "
+            "decay gets twice the LR; set any of them to override)",
             flush=True,
         )
     return dataclasses.replace(cfg, aug=aug), f"aug {aug} ({aug_why})"

@@ -76,6 +76,12 @@ def test_small_sets_drop_the_imagenet_regularisers_unless_given() -> None:
     assert (small.cutmix, small.reprob, small.crop_scale_min) == (0.0, 0.0, 0.35)
     assert small.randaug == "none"
     assert small.mixup == 0.5  # given explicitly: kept
+    assert small.lr == 1.25e-3  # from scratch: the recipe's LR
+    tuned = resolve_defaults(ClassifyConfig(data="d", out="o", pretrained="e.safetensors"), 100)
+    assert tuned.lr == 2.5e-3 and tuned.layer_decay == 0.65  # pre-trained: twice, with decay
+    given = ClassifyConfig(data="d", out="o", pretrained="e.safetensors", lr=1e-3)
+    assert resolve_defaults(given, 100).lr == 1e-3
+    assert resolve_defaults(ClassifyConfig("d", "o", pretrained="e.st"), 50_000).lr == 1.25e-3
     large = resolve_defaults(cfg, num_train=50_000)
     assert (large.cutmix, large.reprob, large.crop_scale_min) == (1.0, 0.25, 0.08)
     unknown = resolve_defaults(cfg)  # size unknown: the official recipe
