@@ -1,4 +1,4 @@
-"""The shape of the house (STYLE.md): import directions, top-level folders, lint."""
+"""The shape of the house: import directions, top-level folders, lint."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _files(sub: str) -> list[Path]:
     return sorted((PKG / sub).rglob("*.py"))
 
 
-# The import rules, in one table: each layer and what it may import (STYLE.md's house shape:
+# The import rules, in one table: each layer and what it may import (the layering:
 # cli -> train | export | serve | pipeline -> models | data -> core). train, export and serve
 # never import each other; serve and core, the torch-free ones, also forbid torch and timm.
 LAYERS: dict[str, tuple[set[str], tuple[str, ...]]] = {
