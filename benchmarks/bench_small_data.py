@@ -50,6 +50,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks" / "helpers"))  # the parts of this benchmark
+
+from bench_rows import check_rows  # noqa: E402
+
 CLI = [sys.executable, "-m", "simmim_deploy.cli.main"]
 PRETRAIN_RECIPE = ROOT / "train" / "pretrain_vit_micro_small.yaml"
 NICE = 5  # the runs' niceness on a shared machine (not added to the caller's own)
@@ -102,12 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.labels, args.epochs, args.seeds, args.pool = [7], 2, [0], 128  # 70 >= batch 64
         args.pretrain_epochs, args.rows = 2, ["new defaults + SimMIM"]
-    unknown = sorted(set(args.rows) - set(ROWS))
-    if unknown:
-        p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
-    if "old defaults" in args.rows and args.old_src is None:
-        args.rows.remove("old defaults")
-        print("no --old-src: the old-defaults row is left out", flush=True)
+    check_rows(p, args, ROWS)
     return args
 
 
@@ -320,12 +319,10 @@ def main(argv: list[str] | None = None) -> None:
     pre.add_argument("--task", choices=("cls", "det", "photo"), default="cls")
     task, argv = pre.parse_known_args(argv)
     if task.task == "photo":  # the issue's new-user commands on real photo tiles
-        sys.path.insert(0, str(ROOT / "benchmarks" / "helpers"))
         import small_data_photos
 
         return small_data_photos.main(argv, run_cli, machine)
     if task.task == "det":  # the detection part: benchmarks/helpers/small_data_detect.py
-        sys.path.insert(0, str(ROOT / "benchmarks" / "helpers"))
         import small_data_detect
 
         return small_data_detect.main(argv, run_cli, machine)

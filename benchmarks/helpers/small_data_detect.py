@@ -30,6 +30,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench_rows import check_rows
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = "builtin:galaxies-det"
 COMMAND = ["train", "detect", "--data", DATA, "--model", "vit_tiny_patch16_224", "--img-size",
@@ -98,12 +100,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.quick:
         args.seeds, args.epochs, args.pretrain_epochs = [0], 1, 1
         args.rows = ["new defaults + SimMIM"]
-    unknown = sorted(set(args.rows) - set(ROWS))
-    if unknown:
-        p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
-    if "old defaults" in args.rows and args.old_src is None:
-        args.rows.remove("old defaults")
-        print("no --old-src: the old-defaults row is left out", flush=True)
+    check_rows(p, args, ROWS)
     return args
 
 
