@@ -8,8 +8,9 @@ generated option defaults to "not given", so the value comes from the command li
 Types: ``bool`` -> ``--x/--no-x``; ``Literal`` -> a choice; ``tuple``/``list`` -> a comma list
 that may also be repeated (``--strides 4,8,16`` = ``--strides 4 --strides 8,16``); a union takes
 its first type (``str | tuple[int, ...]`` is a string); ``dict`` fields must be ``cli=False``
-(YAML only). A ``positional`` field is an argument (``NAME``); ``old_flags`` still work and print
-a deprecation line.
+(YAML only). A ``positional`` field is an argument (``NAME``; a list field takes the remaining
+arguments, commas included); ``short`` adds ``-x``; ``old_flags`` still work and print a
+deprecation line.
 
 Written by hand instead of adopting tyro/jsonargparse: the project already has Typer and a
 YAML loader with close-match suggestions, and this is the one ~100-line piece that joins them.
@@ -39,6 +40,7 @@ def config_command(
     run: Callable[[Any], None],
     doc: str,
     shared: type | None = None,
+    panel: str = SHARED_PANEL,
 ) -> Callable[..., None]:
     """A Typer command function whose options are the CLI fields of dataclass ``cls``.
 
@@ -47,6 +49,7 @@ def config_command(
         run: called with the built config.
         doc: the command's help (first line: summary; keep an ``Example:`` line).
         shared: a base dataclass of ``cls`` whose fields are listed in their own help panel.
+        panel: the title of that panel.
     """
     hints = typing.get_type_hints(cls)
     shared_names = {f.name for f in dataclasses.fields(shared)} if shared else set()
@@ -54,8 +57,7 @@ def config_command(
     fields.sort(key=lambda f: f.name in shared_names)  # the command's own options first
     fields.sort(key=lambda f: not f.metadata.get("positional"))  # arguments first, in order
     params = [
-        _parameter(f, hints[f.name], SHARED_PANEL if f.name in shared_names else None)
-        for f in fields
+        _parameter(f, hints[f.name], panel if f.name in shared_names else None) for f in fields
     ]
     old = {  # hidden parameter name -> (old flag, field)
         f"{f.name}__old{i}": (flag, f)
@@ -63,6 +65,7 @@ def config_command(
         for i, flag in enumerate(f.metadata.get("old_flags", ()))
     }
     params += [_old_parameter(name, flag, hints[f.name]) for name, (flag, f) in old.items()]
+    arguments = {f.name for f in fields if f.metadata.get("positional")}
     params.append(
         inspect.Parameter(
             "config",
@@ -80,7 +83,8 @@ def config_command(
         recipe = given.pop("config")
         for name, (flag, f) in old.items():
             _take_old(given, given.pop(name), flag, f)
-        values = {k: _from_cli(v, hints[k], k) for k, v in given.items() if v is not None}
+        values = {k: _from_cli(v, hints[k], k, k in arguments) for k, v in given.items()
+                  if v is not None}  # fmt: skip
         run(load_config(cls, recipe, values))
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -92,6 +96,8 @@ def _parameter(f: dataclasses.Field, annotation: Any, panel: str | None) -> insp
     kind, choices = _cli_kind(annotation)
     flag = flag_of(f)
     decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+    if f.metadata.get("short"):
+        decls.append(f.metadata["short"])
     help_text = f.metadata.get("help", "")
     if is_required(f):
         help_text += " Required (here or in the --config recipe)."
@@ -180,14 +186,17 @@ def _shown_default(f: dataclasses.Field, kind: type) -> str | bool:
     return str(value)
 
 
-def _from_cli(value: Any, annotation: Any, key: str) -> Any:
+def _from_cli(value: Any, annotation: Any, key: str, argument: bool = False) -> Any:
     """Comma lists (the option may be repeated) become one list of the item type; other values
-    are already typed."""
+    are already typed. A list argument (``SOURCES...``) is taken as given: paths may hold
+    commas."""
     kind, _ = _cli_kind(annotation)
     if kind is not tuple:
         return value
     inner = _item_type(annotation)
     given = value if isinstance(value, (list, tuple)) else [value]
+    if argument:
+        return [inner(v) for v in given] or None
     items = [v.strip() for text in given for v in str(text).split(",") if v.strip()]
     try:
         return [inner(v) for v in items]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from simmim_deploy.cli.options import config_command
-from simmim_deploy.core.config import option
+from simmim_deploy.core.config import option, part_of
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.serve.server import MAX_BODY_MB, ServeConfig
 
@@ -38,9 +38,8 @@ class ServeOptions(ServeConfig):
             if not Path(self.token_file).is_file():
                 raise UserError(f"--token-file {self.token_file} does not exist")
             token = Path(self.token_file).read_text(encoding="utf-8").strip()
-        app = {f.name: getattr(self, f.name) for f in dataclasses.fields(ServeConfig)}
-        app.update(token=token, max_body_bytes=int(self.max_body_mb * 1024 * 1024))
-        return ServeConfig(**app)
+        max_body_bytes = int(self.max_body_mb * 1024 * 1024)
+        return part_of(self, ServeConfig, token=token, max_body_bytes=max_body_bytes)
 
 
 def _run(opts: ServeOptions) -> None:

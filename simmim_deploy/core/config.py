@@ -26,6 +26,7 @@ def option(
     help: str = "",
     *,
     flag: str | None = None,
+    short: str | None = None,
     cli: bool = True,
     positional: bool = False,
     old_flags: tuple[str, ...] = (),
@@ -35,6 +36,7 @@ def option(
 
     The command-line option (``--name-with-dashes`` unless ``flag`` names it), the YAML recipe
     key (the field name) and the ``--help`` default are all generated from this declaration.
+    ``short``: a one-letter spelling too (``-b``).
     ``cli=False`` keeps a field YAML-only (nested mappings, rarely changed internals);
     ``positional`` makes it a command-line argument (``NAME``) instead of an option.
     ``old_flags``: earlier spellings, still accepted with a deprecation line.
@@ -42,6 +44,7 @@ def option(
     metadata = {
         "help": help,
         "flag": flag,
+        "short": short,
         "cli": cli,
         "positional": positional,
         "old_flags": tuple(old_flags),
@@ -59,6 +62,13 @@ def redefault(cls: type, name: str, default: Any) -> Any:
     """
     base = next(f for f in dataclasses.fields(cls) if f.name == name)
     return dataclasses.field(default=default, metadata=base.metadata, kw_only=True)
+
+
+def part_of(config: Any, cls: type[C], **changes: Any) -> C:
+    """The ``cls`` part of a config dataclass that extends ``cls`` (its fields' values), with
+    ``changes`` applied; validated as ``cls`` validates."""
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls)}  # type: ignore
+    return cls(**{**values, **changes})
 
 
 def is_required(f: dataclasses.Field) -> bool:

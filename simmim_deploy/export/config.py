@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from simmim_deploy.core.config import option
+from simmim_deploy.core.backends import ONNX_BACKENDS
+from simmim_deploy.core.config import flag_for, option
 from simmim_deploy.core.errors import UserError
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-w7", "int8-nncf")
@@ -206,3 +207,26 @@ class ExportConfig:
         """Default budgets for ``precision`` with this config's overrides applied."""
         base = DEFAULT_THRESHOLDS[precision]
         return dataclasses.replace(base, **self.thresholds.get(precision, {}))
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyConfig:
+    """Options of ``simmim-deploy verify`` (each field's help is its ``--help`` line)."""
+
+    bundle: str = option(help="Bundle directory.", positional=True)
+    data: str = option(help="builtin:NAME or an image folder (labelled adds accuracy).")
+    limit: int = option(64, "Images to use.")
+    reference: Literal["auto", "torch", "fp32"] = option(
+        "auto", "torch (the source checkpoint), fp32 (the bundle's FP32 ONNX) or auto."
+    )
+    backend: str = option("ort-cpu", "Runs the artefacts: " + ", ".join(ONNX_BACKENDS) + ".")
+    threads: int | None = option(None, "Inference threads.")
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise UserError(f"{flag_for(self, 'limit')} must be >= 1, got {self.limit}")
+        if self.backend not in ONNX_BACKENDS:
+            raise UserError(
+                f"{flag_for(self, 'backend')} must be one of {', '.join(ONNX_BACKENDS)}, got "
+                f"{self.backend!r}"
+            )

@@ -2,7 +2,7 @@
 
 Example:
     >>> from simmim_deploy.serve.predict import predict
-    >>> summary = predict("bundle", ["photos/", "more/*.jpg"], batch_size=16, out_jsonl="r.jsonl")
+    >>> summary = predict("bundle", ["photos/", "more/*.jpg"], batch_size=16, out="r.jsonl")
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from simmim_deploy.core.atomic import atomic_path
+from simmim_deploy.core.backends import backend_help
+from simmim_deploy.core.config import flag_for, option
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.serve.images import IMAGE_SUFFIXES, load_image
 from simmim_deploy.serve.pipeline import default_workers, run_pipeline
@@ -28,31 +30,45 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class PredictConfig:
-    """Options of ``simmim-deploy predict`` (validated on construction)."""
+    """Options of ``simmim-deploy predict`` (help text in each field; validated on construction)."""
 
-    bundle: str
-    sources: tuple[str, ...]
-    batch_size: int = 8
-    backend: str = "auto"
-    precision: str | None = None
-    top_k: int = 5
-    conf: float = 0.25
-    out_jsonl: str | None = None
-    save_vis: str | None = None
-    workers: int = 0  # 0: one decoding thread per spare core
-    threads: int | None = None
+    bundle: str = option(
+        help="Bundle directory (from export), or a checkpoint with --backend torch.",
+        positional=True,
+    )
+    sources: tuple[str, ...] = option(
+        help="Images, folders (recursive), globs or .txt lists of paths.", positional=True
+    )
+    batch_size: int = option(8, "Images per inference call.", short="-b")
+    backend: str = option("auto", "Inference backend: " + backend_help("torch, or a model file"))
+    precision: str | None = option(None, "Bundle artefact: fp32, fp16, int8...")
+    top_k: int = option(5, "Classes per image (classification).")
+    score_thresh: float = option(0.25, "Minimum box score (detection).", old_flags=("--conf",))
+    out: str | None = option(
+        None,
+        "JSON lines file (default: stdout); --engine ray also takes .parquet or a folder.",
+        short="-o",
+    )
+    save_vis: str | None = option(None, "Folder for images with labels/boxes drawn.")
+    workers: int = option(
+        0,
+        "Decoding threads (0: one per spare core); --engine ray: per actor, or decoding tasks "
+        "at once with --decode-in tasks.",
+    )
+    threads: int | None = option(None, "Inference threads (ONNX Runtime intra-op).")
 
     def __post_init__(self) -> None:
         if not self.sources:
             raise UserError("give at least one SOURCE: an image, a folder, a glob or a .txt list")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.top_k < 1:
-            raise UserError(f"--top-k must be >= 1, got {self.top_k}")
-        if not 0.0 <= self.conf <= 1.0:
-            raise UserError(f"--score-thresh must be between 0 and 1, got {self.conf}")
-        if self.workers < 0:
-            raise UserError(f"--workers must be >= 0, got {self.workers}")
+        for name, low in (("batch_size", 1), ("top_k", 1), ("workers", 0)):
+            if getattr(self, name) < low:
+                raise UserError(
+                    f"{flag_for(self, name)} must be >= {low}, got {getattr(self, name)}"
+                )
+        if not 0.0 <= self.score_thresh <= 1.0:
+            raise UserError(
+                f"{flag_for(self, 'score_thresh')} must be between 0 and 1, got {self.score_thresh}"
+            )
 
 
 def _is_glob(text: str) -> bool:
@@ -100,28 +116,19 @@ def expand_sources(sources: list[str] | tuple[str, ...]) -> list[str]:
 def predict(
     bundle: str | Path,
     sources: list[str] | tuple[str, ...],
-    batch_size: int = 8,
     backend: Any = "auto",
-    top_k: int = 5,
-    conf: float = 0.25,
-    out_jsonl: str | Path | None = None,
-    save_vis: str | Path | None = None,
-    precision: str | None = None,
-    workers: int = 0,
-    threads: int | None = None,
     progress: Progress | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Predict every image in ``sources``; see :func:`run_predict` for the returned summary.
 
     ``backend`` is a name (``auto``, ``ort``, ``ort-cpu``, ``trt``...), a model file, or an
-    object implementing ``Backend`` (e.g. the PyTorch runner).
+    object implementing ``Backend`` (e.g. the PyTorch runner); ``options`` are the other fields
+    of :class:`PredictConfig` (``batch_size``, ``out``, ``score_thresh``...).
     """
-    cfg = PredictConfig(
-        str(bundle), tuple(map(str, sources)), batch_size,
-        backend if isinstance(backend, str) else "custom", precision, top_k, conf,
-        None if out_jsonl is None else str(out_jsonl), None if save_vis is None else str(save_vis),
-        workers, threads,
-    )  # fmt: skip
+    named = backend if isinstance(backend, str) else "custom"
+    given = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    cfg = PredictConfig(str(bundle), tuple(map(str, sources)), backend=named, **given)
     return run_predict(cfg, progress, backend=None if isinstance(backend, str) else backend)
 
 
@@ -144,7 +151,7 @@ def run_predict(
 
     Returns:
         ``{"images", "ok", "errors", "seconds", "images_per_s", "runtime", "out", "vis",
-        "config"}`` plus ``"results"`` (every record) when no ``out_jsonl`` is given.
+        "config"}`` plus ``"results"`` (every record) when no ``out`` is given.
     """
     runtime = open_runtime(cfg, backend, manifest)
     paths = expand_sources(cfg.sources)
@@ -154,14 +161,13 @@ def run_predict(
     records: list[dict[str, Any]] = []
     errors = 0
     start = time.perf_counter()
-    stream = run_pipeline(
-        runtime, paths, cfg.batch_size, cfg.top_k, cfg.conf, cfg.workers or default_workers()
-    )
-    with jsonl_sink(cfg.out_jsonl) as write:
+    workers = cfg.workers or default_workers()
+    stream = run_pipeline(runtime, paths, cfg.batch_size, cfg.top_k, cfg.score_thresh, workers)
+    with jsonl_sink(cfg.out) as write:
         for done, (item, record) in enumerate(stream, 1):
             errors += "error" in record
             write(record)
-            if cfg.out_jsonl is None:
+            if cfg.out is None:
                 records.append(record)
             if vis_dir and "error" not in record:
                 _save_vis(vis_dir, item.index, record)
@@ -175,11 +181,11 @@ def run_predict(
         "seconds": round(seconds, 4),
         "images_per_s": round(len(paths) / seconds, 2) if seconds > 0 else None,
         "runtime": runtime.describe(),
-        "out": cfg.out_jsonl,
+        "out": cfg.out,
         "vis": cfg.save_vis,
         "config": asdict(cfg),
     }
-    if cfg.out_jsonl is None:
+    if cfg.out is None:
         summary["results"] = records
     return summary
 

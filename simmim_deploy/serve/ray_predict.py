@@ -202,7 +202,7 @@ class Predictor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = self._items(batch)
         with self.infer_lock:
-            records = group_records(self.runtime, items, self.cfg.top_k, self.cfg.conf)
+            records = group_records(self.runtime, items, self.cfg.top_k, self.cfg.score_thresh)
         n = len(records)
         return {
             "index": np.asarray(batch["index"], np.int64),
@@ -262,7 +262,7 @@ def run_ray_predict(
     Returns:
         ``{"images", "ok", "errors", "seconds", "images_per_s", "runtime", "out", "config",
         "engine", "actors", "startup_s", "first_record_s", "checked", "ray"}``, plus
-        ``"results"`` when ``cfg.out_jsonl`` is None.
+        ``"results"`` when ``cfg.out`` is None.
 
     Raises:
         UserError: bad options or sources, or when an input index did not come back (nothing
@@ -279,7 +279,7 @@ def run_ray_predict(
     try:
         startup = time.perf_counter() - start
         records, plan = build_dataset(ray, cfg, opts, paths, predictor)
-        got = write_in_order(records, cfg.out_jsonl, task, len(paths), progress)
+        got = write_in_order(records, cfg.out, task, len(paths), progress)
         resources = ray.cluster_resources()
         gcs = ray.get_runtime_context().gcs_address
     finally:
@@ -292,7 +292,7 @@ def run_ray_predict(
         "seconds": round(got["seconds"], 4),
         "images_per_s": round(len(paths) / got["seconds"], 2) if got["seconds"] > 0 else None,
         "runtime": got["runtime"],
-        "out": cfg.out_jsonl,
+        "out": cfg.out,
         "config": {**asdict(cfg), **{f"ray_{k}": v for k, v in asdict(opts).items()}},
         "engine": "ray",
         "actors": len(got["actors"]),
@@ -302,7 +302,7 @@ def run_ray_predict(
         "ray": {"connected_here": started, "gcs_address": gcs, "cpus": resources.get("CPU"),
                 "gpus": resources.get("GPU", 0), **plan.describe()},
     }  # fmt: skip
-    if cfg.out_jsonl is None:
+    if cfg.out is None:
         summary["results"] = got["results"]
     return summary
 

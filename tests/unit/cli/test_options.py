@@ -154,6 +154,65 @@ def test_serve_options_build_the_app_config(tmp_path: Path) -> None:
     assert "--score-thresh" in text and "--max-body-mb" in text and "--conf " not in text
 
 
+def _invoke(cls: type, args: list[str], **kwargs: object) -> tuple[list, object]:
+    seen: list = []
+    app = typer.Typer()
+    app.command("go")(config_command(cls, seen.append, "Run it.", **kwargs))
+    app.command("other")(lambda: None)
+    return seen, CliRunner().invoke(app, ["go", *args], env={"COLUMNS": "200"})
+
+
+def test_predict_options_generated_with_ray_panel_and_old_flag() -> None:
+    from simmim_deploy.cli.predict_cmd import PredictOptions
+    from simmim_deploy.core.config import part_of
+    from simmim_deploy.serve.predict import PredictConfig
+    from simmim_deploy.serve.ray_options import RayOptions
+
+    args = ["b", "a,1.jpg", "c.jpg", "-b", "4", "--conf", "0.5", "-o", "r.jsonl", "--actors", "2"]
+    seen, result = _invoke(PredictOptions, args, shared=RayOptions, panel="Ray")
+    assert result.exit_code == 0, result.output
+    opts = seen[0]
+    assert opts.sources == ("a,1.jpg", "c.jpg")  # arguments are paths: no comma splitting
+    assert (opts.batch_size, opts.score_thresh, opts.out) == (4, 0.5, "r.jsonl")
+    assert "--conf is deprecated; use --score-thresh instead" in result.output
+    assert part_of(opts, RayOptions) == RayOptions(actors=2)
+    local = part_of(opts, PredictConfig)
+    assert type(local) is PredictConfig and local.sources == opts.sources
+    with pytest.raises(UserError, match=r"^--actors must be >= 0"):
+        PredictOptions("b", ("x",), actors=-1)
+    with pytest.raises(UserError, match=r"^--score-thresh must be between 0 and 1"):
+        PredictOptions("b", ("x",), score_thresh=2.0)
+    with pytest.raises(UserError, match=r"^--batch-size must be >= 1"):
+        PredictConfig("b", ("x",), batch_size=0)
+    _, result = _invoke(PredictOptions, ["b"], shared=RayOptions)
+    assert str(result.exception).startswith("SOURCES is required")
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("predict", ("[default: (8)]", "--score-thresh", "Ray (--engine ray)", "--decode-in")),
+        ("verify", ("[default: (64)]", "[default: (ort-cpu)]", "auto|torch|fp32")),
+    ],
+)
+def test_predict_and_verify_help_shows_real_defaults(command: str, shown: tuple) -> None:
+    from simmim_deploy.cli.main import app
+
+    text = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+    for part in shown:
+        assert part in text, part
+    assert "--conf " not in text  # the old spelling is hidden
+
+
+def test_verify_config_refuses_bad_values() -> None:
+    from simmim_deploy.export.config import VerifyConfig
+
+    with pytest.raises(UserError, match=r"^--limit must be >= 1"):
+        VerifyConfig("bundle", "builtin:digits", limit=0)
+    with pytest.raises(UserError, match=r"^--backend must be one of ort, "):
+        VerifyConfig("bundle", "builtin:digits", backend="torch")
+
+
 @pytest.mark.parametrize("args", [["--version"]])
 def test_version(args: list[str]) -> None:
     from simmim_deploy import __version__

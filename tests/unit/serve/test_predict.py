@@ -32,7 +32,7 @@ def _lines(path: Path) -> list[dict]:
 def test_classification_lines_errors_and_partial_batch(cls_bundle: Path, mixed_dir: Path) -> None:
     out = mixed_dir.parent / "out dir" / "results.jsonl"
     # 6 image files (one broken) at batch 4: one full batch and a partial one of 1.
-    summary = predict(cls_bundle, [str(mixed_dir)], batch_size=4, top_k=2, out_jsonl=out)
+    summary = predict(cls_bundle, [str(mixed_dir)], batch_size=4, top_k=2, out=out)
     lines = _lines(out)
     assert summary["images"] == len(lines) == 6
     assert summary["errors"] == 1 and summary["ok"] == 5
@@ -120,7 +120,7 @@ def test_detection_boxes_in_original_pixels_and_vis(
     det_bundle: Path, image_dir: Path, tmp_path: Path
 ) -> None:
     vis = tmp_path / "vis"
-    summary = predict(det_bundle, [str(image_dir)], batch_size=3, conf=0.5, save_vis=vis)
+    summary = predict(det_bundle, [str(image_dir)], batch_size=3, score_thresh=0.5, save_vis=vis)
     records = summary["results"]
     assert summary["errors"] == 0 and len(records) == 5
     for r in records:

@@ -99,8 +99,8 @@ def test_detection_to_parquet_equals_local(
     ray_session, det_bundle: Path, photos: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "boxes.parquet"
-    cfg = PredictConfig(str(det_bundle), (str(photos),), batch_size=4, conf=0.5,
-                        out_jsonl=str(out))  # fmt: skip
+    cfg = PredictConfig(str(det_bundle), (str(photos),), batch_size=4, score_thresh=0.5,
+                        out=str(out))  # fmt: skip
     calls: list[tuple[int, int]] = []
     summary = run_ray_predict(
         cfg, RayOptions(actors=1, decode_in="tasks"), progress=lambda *done: calls.append(done)
@@ -116,7 +116,7 @@ def test_detection_to_parquet_equals_local(
     rows = pq.read_table(out).to_pylist()
     # Parquet has every column on every row: drop the nulls to get the JSON records back.
     records = [{k: v for k, v in row.items() if v is not None} for row in rows]
-    local = predict(det_bundle, [str(photos)], batch_size=3, conf=0.5)["results"]
+    local = predict(det_bundle, [str(photos)], batch_size=3, score_thresh=0.5)["results"]
     _assert_same_records(records, local)
     assert sum(len(r.get("boxes", [])) for r in records) > 0
 
