@@ -126,7 +126,7 @@ def export_bundle(config: ExportConfig, on_step: Callable[[str], None] | None = 
             "num_images": len(calib),
             "method": config.calib_method,
             "scope": config.int8_scope,
-            "skipped": cdata.skipped,
+            "skipped_files": cdata.skipped_files,
         }
     vsource = config.eval_data or config.calib_data or DEFAULT_VERIFY_DATA
     step(f"loading verification images ({vsource})")

@@ -34,14 +34,14 @@ class ImageSet:
         labels: ``(N,)`` int64 class ids, or None when unlabelled.
         class_names: label names, or None.
         description: where the images come from, one line.
-        skipped: unreadable files left out.
+        skipped_files: unreadable files left out.
     """
 
     images: list[Image.Image]
     labels: np.ndarray | None
     class_names: list[str] | None
     description: str
-    skipped: int = 0
+    skipped_files: int = 0
 
 
 def preprocess_spec(meta: dict[str, Any]) -> PreprocessSpec:

@@ -51,6 +51,7 @@ def test_export_fp32_int8_then_verify(checkpoint: Path, tmp_path: Path) -> None:
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert list(manifest["artefacts"]) == ["fp32", "int8"]
     assert manifest["calibration"]["num_images"] == 64
+    assert manifest["calibration"]["skipped_files"] == 0  # the key every record uses
     assert (bundle / "config.yaml").is_file() and (bundle / "report" / "parity.json").is_file()
     res = _run("verify", str(bundle), "--data", "builtin:digits", "--limit", "16")
     assert res.returncode == 0, res.stderr
