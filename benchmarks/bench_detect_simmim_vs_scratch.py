@@ -76,7 +76,7 @@ def pretrain(args: argparse.Namespace, pool: Path) -> str:
         min_lr=args.pretrain_lr / 100, mask_patch_size=args.mask_patch_size, workers=0,
         save_every_steps=0, device=args.device, out=str(out),
     )  # fmt: skip
-    return str(run_pretrain(cfg)["encoder"])
+    return str(run_pretrain(cfg).encoder)
 
 
 def finetune_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -85,17 +85,16 @@ def finetune_job(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from simmim_deploy.core.config import load_config
+    from simmim_deploy.core.run_summary import SUMMARY_FILE, read_run_summary
     from simmim_deploy.train.detect import DetectConfig, run_detect
 
     out = Path(job["overrides"]["out"])
-    metrics = out / "metrics.json"
-    if metrics.is_file() and json.loads(metrics.read_text()).get("completed"):
-        summary = json.loads(metrics.read_text())
-    else:
+    summary = read_run_summary(out) if (out / SUMMARY_FILE).is_file() else None
+    if summary is None or not summary.completed:
         resume = (out / "checkpoints" / "last.pt").is_file() or None
         cfg = load_config(DetectConfig, job["recipe"], {**job["overrides"], "resume": resume})
         summary = run_detect(cfg)
-    last = summary.get("last") or summary
+    last = summary.last or summary.best
     return {"init": job["init"], "seed": job["seed"], "mAP": last["mAP"], "mAP50": last["mAP50"]}
 
 

@@ -131,7 +131,7 @@ def pretrain(args: argparse.Namespace, pool: Path) -> str:
         mask_ratio=args.mask_ratio, drop_path=0.0, workers=0, save_every_steps=300,
         device=args.device, out=str(out),
     )  # fmt: skip
-    return run_pretrain(cfg)["encoder"]
+    return run_pretrain(cfg).encoder
 
 
 def finetune_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -139,16 +139,17 @@ def finetune_job(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
+    from simmim_deploy.core.run_summary import SUMMARY_FILE, read_run_summary
     from simmim_deploy.train.classify import ClassifyConfig, run_classify
 
     out = Path(job["out"])
-    if (out / "metrics.json").is_file():
-        metrics = json.loads((out / "metrics.json").read_text())
+    if (out / SUMMARY_FILE).is_file():
+        metrics = read_run_summary(out)
     else:
         interrupted = (out / "checkpoints" / "last.pt").is_file()
         cfg = ClassifyConfig(**job["config"], resume=interrupted)
         metrics = run_classify(cfg)
-    return {**job, "top1": metrics["last"]["top1"], "best_top1": metrics["top1"]}
+    return {**job, "top1": metrics.last["top1"], "best_top1": metrics.best["top1"]}
 
 
 def finetune_epochs(args: argparse.Namespace, k: int, mode: str) -> int:

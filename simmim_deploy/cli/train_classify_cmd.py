@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from simmim_deploy.cli.options import config_command
@@ -24,15 +22,14 @@ Example: simmim-deploy train classify --data builtin:digits --model vit_nano_pat
 def _run(cfg: ClassifyConfig) -> None:
     from simmim_deploy.train.classify import run_classify
 
-    summary: dict[str, Any] = run_classify(cfg)
+    summary = run_classify(cfg)
     if summary:  # rank 0 only
-        state = "done" if summary["completed"] else "stopped early (resume with --resume)"
-        skipped = summary["skipped_files"]
-        top1 = summary.get("top1")
-        score = f"best val top-1 {top1:.2f}% (epoch {summary['best_epoch']})" if top1 else "no val"
+        state = "done" if summary.completed else "stopped early (resume with --resume)"
+        top1 = summary.best.get("top1")
+        score = f"best val top-1 {top1:.2f}% (epoch {summary.best_epoch})" if top1 else "no val"
         typer.echo(
-            f"classify {state}: {score}, {summary['train_images']} training images, "
-            f"{skipped} file(s) skipped; checkpoint: {summary['checkpoint']}"
+            f"classify {state}: {score}, {summary.train_images} training images, "
+            f"{summary.skipped_files} file(s) skipped; checkpoint: {summary.checkpoint}"
         )
 
 

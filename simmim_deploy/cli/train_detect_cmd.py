@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from simmim_deploy.cli.options import config_command
@@ -24,11 +22,12 @@ Example: simmim-deploy train detect --data builtin:digits-det --model vit_micro_
 def _run(cfg: DetectConfig) -> None:
     from simmim_deploy.train.detect import run_detect
 
-    summary: dict[str, Any] = run_detect(cfg)
+    summary = run_detect(cfg)
     if summary:  # rank 0 only
+        best = summary.best
         typer.echo(
-            f"best mAP {summary.get('mAP', 0.0):.2f}% (mAP50 {summary.get('mAP50', 0.0):.2f}%) "
-            f"at epoch {summary.get('best_epoch')}; checkpoint {summary['checkpoint']}"
+            f"best mAP {best.get('mAP', 0.0):.2f}% (mAP50 {best.get('mAP50', 0.0):.2f}%) "
+            f"at epoch {summary.best_epoch}; checkpoint {summary.checkpoint}"
         )
 
 

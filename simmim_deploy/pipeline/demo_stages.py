@@ -59,14 +59,15 @@ def pretrain(out: Path, data: DemoData, sizes: DemoSizes, device: str, seed: int
         workers=0, save_every_steps=0, device=device, seed=seed, out=str(out / "pretrain"),
     )  # fmt: skip
     result = run_pretrain(cfg)
+    assert result is not None  # one process: rank 0
     previews = sorted((out / "pretrain" / "reconstructions").glob("*.png"))
     return {
-        "out": result["out"],
-        "encoder": result["encoder"],
-        "epochs": result["epochs_completed"],
-        "steps": result["global_step"],
-        "images_seen": result["images_seen"],
-        "final_loss": result["final_loss"],
+        "out": result.out,
+        "encoder": result.encoder,
+        "epochs": result.epochs_completed,
+        "steps": result.global_step,
+        "images_seen": result.images_seen,
+        "final_loss": result.final_loss,
         "reconstructions": str(previews[-1]) if previews else None,
     }
 
@@ -89,14 +90,15 @@ def finetune(
         device=device, seed=seed, **FINETUNE_RECIPE,
     )  # fmt: skip
     metrics = run_classify(cfg)
+    assert metrics is not None  # one process: rank 0
     confusion = run / "confusion_matrix.png"
     return {
         "init": init,
-        "top1": round(float(metrics["last"]["top1"]), 2),
-        "top5": round(float(metrics["last"]["top5"]), 2),
-        "train_images": metrics["train_images"],
-        "val_images": metrics["val_images"],
-        "checkpoint": metrics["checkpoint"],
+        "top1": round(float(metrics.last["top1"]), 2),
+        "top5": round(float(metrics.last["top5"]), 2),
+        "train_images": metrics.train_images,
+        "val_images": metrics.val_images,
+        "checkpoint": metrics.checkpoint,
         "confusion_matrix": str(confusion) if confusion.is_file() else None,
     }
 
@@ -132,7 +134,7 @@ def predict_heldout(out: Path, bundle: Path, data: DemoData) -> dict[str, Any]:
         jsonl = out / "predictions" / f"heldout.{precision}.jsonl"
         run = predict(
             bundle, [str(data.heldout)], batch_size=32, precision=precision, top_k=3,
-            out_jsonl=jsonl,
+            out=jsonl,
         )  # fmt: skip
         results[precision] = {
             "jsonl": str(jsonl),
@@ -182,14 +184,15 @@ def detect(out: Path, encoder: str, sizes: DemoSizes, device: str, seed: int) ->
         device=device, seed=seed,
     )  # fmt: skip
     metrics = run_detect(cfg)
+    assert metrics is not None  # one process: rank 0
     pictures = sorted((run / "vis").glob("*.jpg"))
     return {
-        "mAP": round(float(metrics["mAP"]), 2),  # percent
-        "mAP50": round(float(metrics["mAP50"]), 2),
-        "train_images": metrics["train_images"],
-        "val_images": metrics["val_images"],
+        "mAP": round(float(metrics.best["mAP"]), 2),  # percent
+        "mAP50": round(float(metrics.best["mAP50"]), 2),
+        "train_images": metrics.train_images,
+        "val_images": metrics.val_images,
         "epochs": sizes.det_epochs,
-        "checkpoint": metrics["checkpoint"],
+        "checkpoint": metrics.checkpoint,
         "picture": str(pictures[0]) if pictures else None,
         "pictures": [str(p) for p in pictures],
     }

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from simmim_deploy.core.atomic import atomic_write_text
 from simmim_deploy.core.config import config_to_dict
+from simmim_deploy.core.run_summary import RunSummary
 from simmim_deploy.data.aug_presets import resolve_aug
 from simmim_deploy.train.checkpointing import BEST, BestCheckpoint, check_run_folder
 from simmim_deploy.train.classify_config import (
@@ -33,7 +32,7 @@ from simmim_deploy.train.classify_config import (
     resolve_defaults,
     small_data_defaults,
 )
-from simmim_deploy.train.classify_eval import make_eval_loader, score, write_report
+from simmim_deploy.train.classify_eval import make_eval_loader, plot_confusion, score
 from simmim_deploy.train.driver import FinetuneTask, finetune_summary
 from simmim_deploy.train.engine import fit, seed_everything
 from simmim_deploy.train.metrics import plot_training_curves
@@ -148,8 +147,9 @@ def _epoch_history(out: Path) -> list[dict[str, float]]:
     return rows
 
 
-def run_classify(config: ClassifyConfig) -> dict[str, Any]:
-    """Fine-tune a classifier as ``config`` says; returns the summary written to metrics.json.
+def run_classify(config: ClassifyConfig) -> RunSummary | None:
+    """Fine-tune a classifier as ``config`` says; returns the summary written to metrics.json
+    (None on the other processes).
 
     Raises:
         UserError: bad data/options, a checkpoint that does not fit, or an existing run in
@@ -205,7 +205,7 @@ def run_classify(config: ClassifyConfig) -> dict[str, Any]:
         model, task, train_set, run.engine, opt.optimizer, opt.scheduler, out, meta=meta,
         description=f"classify {cfg.model}", notes=notes,
     )  # fmt: skip
-    summary: dict[str, Any] = {}
+    summary = None
     if result.dist.is_main:
         summary = _finish(out, task, splits, skip_log.finalize(), result, run)
     dist.teardown()
@@ -251,17 +251,16 @@ def _build_model(cfg: ClassifyConfig, num_classes: int) -> nn.Module:
     return model
 
 
-def _finish(out, task, splits, skipped, result, run) -> dict[str, Any]:  # noqa: ANN001
+def _finish(out, task, splits, skipped, result, run) -> RunSummary:  # noqa: ANN001
     """Write metrics.json and the plots (rank 0)."""
     summary = finetune_summary(
-        task, result, run, splits.description, (len(splits.train), len(splits.val)), skipped,
-        mode=run.config.mode,
+        "classify", task, result, run, splits.description,
+        (len(splits.train), len(splits.val)), skipped, mode=run.config.mode,
         class_counts={"train": splits.train.class_counts(), "val": splits.val.class_counts()},
     )  # fmt: skip
-    if "confusion_matrix" in summary:
-        write_report(summary, splits.class_names, out)  # metrics.json + confusion matrix
-    else:
-        atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+    summary.write()
+    if "confusion_matrix" in summary.best:
+        plot_confusion(summary.best, splits.class_names, out)
     history = _epoch_history(out)
     if history:
         plot_training_curves(history, out / "training_curves.png")

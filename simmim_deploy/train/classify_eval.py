@@ -82,11 +82,18 @@ def score(
     return metrics
 
 
-def write_report(metrics: dict[str, Any], class_names: list[str], out_dir: str | Path) -> Path:
-    """Write ``metrics.json`` and ``confusion_matrix.png`` into ``out_dir``; return the JSON."""
+def plot_confusion(metrics: dict[str, Any], class_names: list[str], out_dir: str | Path) -> Path:
+    """Draw ``metrics["confusion_matrix"]`` as ``out_dir/confusion_matrix.png``; return the
+    folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), class_names, out / CONFUSION_PNG)
+    return out
+
+
+def write_report(metrics: dict[str, Any], class_names: list[str], out_dir: str | Path) -> Path:
+    """Write ``metrics.json`` and ``confusion_matrix.png`` into ``out_dir``; return the JSON."""
+    out = plot_confusion(metrics, class_names, out_dir)
     path = out / METRICS_JSON
     atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")
     return path

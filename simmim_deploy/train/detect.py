@@ -12,15 +12,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from simmim_deploy.core.atomic import atomic_write_text
 from simmim_deploy.core.config import config_to_dict
+from simmim_deploy.core.run_summary import RunSummary
 from simmim_deploy.models.centernet_loss import centernet_loss
 from simmim_deploy.models.det_loss import assign_targets, fcos_loss
 from simmim_deploy.models.detector import Detector
@@ -131,8 +130,9 @@ def plan_run_detector(cfg: DetectConfig, train: Any) -> tuple[DetectConfig, str]
     return cfg, note
 
 
-def run_detect(config: DetectConfig) -> dict[str, Any]:
-    """Fine-tune a detector as ``config`` says; returns the summary written to metrics.json.
+def run_detect(config: DetectConfig) -> RunSummary | None:
+    """Fine-tune a detector as ``config`` says; returns the summary written to metrics.json
+    (None on the other processes).
 
     Raises:
         UserError: bad data/options, encoder weights that do not fit, or an existing run in
@@ -171,12 +171,12 @@ def run_detect(config: DetectConfig) -> dict[str, Any]:
         collate_fn=collate_detection, description=f"detect {cfg.model}",
         notes=(splits.description, head_note, *run.notes),
     )  # fmt: skip
-    summary: dict[str, Any] = {}
+    summary = None
     if result.dist.is_main:
         counts = (len(splits.train.images), len(splits.val.images))
         summary = finetune_summary(
-            task, result, run, splits.description, counts, skip_log.finalize()
+            "detect", task, result, run, splits.description, counts, skip_log.finalize()
         )
-        atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
+        summary.write()
     dist.teardown()
     return summary

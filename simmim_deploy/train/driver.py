@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from simmim_deploy.core.config import save_config
+from simmim_deploy.core.run_summary import RunSummary
 from simmim_deploy.train import distributed as dist
 from simmim_deploy.train.budget import apply_budget, choose_batch
 from simmim_deploy.train.checkpointing import BestCheckpoint
@@ -141,6 +142,7 @@ class FinetuneTask(TrainTask):
 
 
 def finetune_summary(
+    command: str,
     task: FinetuneTask,
     result: FitResult,
     run: PreparedRun,
@@ -148,33 +150,37 @@ def finetune_summary(
     counts: tuple[int, int],
     skipped_files: int,
     **extra: Any,
-) -> dict[str, Any]:
-    """The ``metrics.json`` of ``train classify|detect``: the best validation's scores at the
-    top level (the keys ``evaluate`` writes), then how the run went.
+) -> RunSummary:
+    """The run summary (``metrics.json``) of ``train classify|detect``: the best validation's
+    scores (the keys ``evaluate`` writes), then how the run went.
 
     Args:
+        command: ``classify`` or ``detect``.
         counts: ``(train images, val images)``.
         skipped_files: files left out as unreadable (listed in ``skipped.txt``).
-        extra: command-specific keys.
+        extra: the command's own :class:`RunSummary` fields (``mode``, ``class_counts``).
     """
     best = task.best or task.last
-    cfg, opt = run.config, run.optimization
-    return {
-        **best,
-        "best_epoch": best.get("epoch"),
-        "last": task.keeper.kept(task.last),
-        "completed": not result.stopped_early,
-        "early_stop": result.early_stop,
-        "global_step": result.global_step,
-        "peak_lr": opt.lr,
-        "lr_plan": opt.record(),
-        "precision": result.precision,
-        "model": cfg.model,
-        "pretrained": cfg.pretrained,
-        "data": data,
-        "train_images": counts[0],
-        "val_images": counts[1],
-        "skipped_files": skipped_files,
-        "checkpoint": str(task.keeper.path),
+    cfg = run.config
+    return RunSummary(
+        command=command,
+        out=str(cfg.out),
+        completed=not result.stopped_early,
+        global_step=result.global_step,
+        epochs_completed=result.epochs_completed,
+        images_seen=result.images_seen,
+        precision=result.precision,
+        lr_plan=run.optimization.record(),
+        model=cfg.model,
+        data=data,
+        train_images=counts[0],
+        skipped_files=skipped_files,
+        best=dict(best),
+        best_epoch=best.get("epoch"),
+        last=task.keeper.kept(task.last),
+        early_stop=result.early_stop,
+        checkpoint=str(task.keeper.path),
+        pretrained=cfg.pretrained,
+        val_images=counts[1],
         **extra,
-    }
+    )

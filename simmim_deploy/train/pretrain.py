@@ -5,6 +5,7 @@ Outputs in ``config.out``:
 - ``checkpoints/last.pt``: resumable state (see :mod:`simmim_deploy.train.checkpointing`).
 - ``encoder.safetensors``: the pre-trained backbone as a timm state dict (``save_encoder``).
 - ``config.yaml``: the resolved config; ``metrics.csv`` and ``tensorboard/``: the curves.
+- ``metrics.json``: the run summary (:class:`~simmim_deploy.core.run_summary.RunSummary`).
 - ``reconstructions/epoch_NNN.png``: original | masked | reconstruction, de-normalised.
 - ``skipped.txt``: unreadable files (only when some were skipped).
 
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 from simmim_deploy.core.config import config_to_dict, option, redefault
 from simmim_deploy.core.errors import UserError
+from simmim_deploy.core.run_summary import RunSummary
 from simmim_deploy.train.run_options import RunOptions
 
 EPOCHS, WARMUP_EPOCHS = 10, 1.0
@@ -85,15 +87,12 @@ class PretrainConfig(RunOptions):
             raise UserError(f"init_from checkpoint not found: {self.init_from}")
 
 
-def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
-    """Pre-train a SimMIM model as ``config`` says; returns the run summary.
+def run_pretrain(config: PretrainConfig) -> RunSummary | None:
+    """Pre-train a SimMIM model as ``config`` says; returns the run summary it wrote to
+    ``OUT/metrics.json`` (``encoder``, ``final_loss``, ``rank_digests``...).
 
-    Works in one process or under ``torchrun`` (each rank calls it; rank 0 writes).
-
-    Returns:
-        ``{"out", "global_step", "epochs_completed", "images_seen", "final_loss",
-        "skipped_files", "skipped_list", "encoder", "stopped_early", "rank_digests"}`` on
-        rank 0, ``{}`` on the other ranks.
+    Works in one process or under ``torchrun`` (each rank calls it; rank 0 writes; None on the
+    other ranks).
 
     Raises:
         UserError: bad data path, unknown model, out folder holding another run, NaN loss...
@@ -145,34 +144,40 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
         description="pretrain", notes=(f"aug {aug} ({aug_why})", *run.notes),
     )  # fmt: skip
     dist.barrier()  # every rank's skip records are on disk before rank 0 merges them
-    summary: dict[str, Any] = {}
+    summary = None
     if result.dist.is_main:
-        summary = _finish(out, config, model, result, skip_log.finalize(), opt.record())
+        skipped = skip_log.finalize()
+        summary = _finish(out, config, model, result, skipped, opt.record(), len(dataset))
     dist.barrier()
     dist.teardown()
     return summary
 
 
 def _finish(out: Path, config: PretrainConfig, model: Any, result: Any, skipped: int,
-            lr_plan: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """Write ``encoder.safetensors``; the run summary (rank 0)."""
+            lr_plan: dict[str, Any], images: int) -> RunSummary:  # fmt: skip
+    """Write ``encoder.safetensors`` and ``metrics.json``; the run summary (rank 0)."""
     from simmim_deploy.models.checkpoint import save_encoder
 
     encoder = save_encoder(model, out / "encoder.safetensors", _encoder_meta(model, config))
-    return {
-        "out": str(out),
-        "global_step": result.global_step,
-        "epochs_completed": result.epochs_completed,
-        "images_seen": result.images_seen,
-        "final_loss": result.last_loss,
-        "skipped_files": skipped,
-        "skipped_list": str(out / "skipped.txt") if skipped else None,
-        "encoder": str(encoder),
-        "stopped_early": result.stopped_early,
-        "rank_digests": result.rank_digests,
-        **lr_plan,
-        "precision": result.precision,
-    }
+    summary = RunSummary(
+        command="pretrain",
+        out=str(out),
+        completed=not result.stopped_early,
+        global_step=result.global_step,
+        epochs_completed=result.epochs_completed,
+        images_seen=result.images_seen,
+        precision=result.precision,
+        lr_plan=lr_plan,
+        model=config.model,
+        data=config.data,
+        train_images=images,
+        skipped_files=skipped,
+        final_loss=result.last_loss,
+        encoder=str(encoder),
+        rank_digests=tuple(result.rank_digests),
+    )
+    summary.write()
+    return summary
 
 
 def _build(config: PretrainConfig, source: Any, skip_log: Any) -> tuple[Any, Any, Any]:

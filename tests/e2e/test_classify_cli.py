@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from simmim_deploy.cli.main import app, main
+from simmim_deploy.core.run_summary import read_run_summary
 
 pytest.importorskip("sklearn")
 
@@ -76,15 +77,18 @@ def test_outputs_and_checkpoint_meta(run_dir: Path) -> None:
     )
     assert metrics["lr_plan"]["warmup_steps"] == 1  # the official 20 epochs, capped to 20% of 2
     assert metrics["precision"] in ("fp32", "bf16") and metrics["early_stop"] is None
+    summary = read_run_summary(run_dir)  # the typed parser reads what the run wrote
+    assert summary.command == "classify" and summary.best["top1"] == metrics["top1"]
+    assert summary.best_epoch == metrics["epoch"] and summary.checkpoint == str(run_dir / "best.pt")
 
 
 def test_evaluate_command_reproduces_validation_score(run_dir: Path) -> None:
     output = _invoke(["evaluate", str(run_dir / "best.pt"),
                       "--data", "builtin:digits", "--device", "cpu"])  # fmt: skip
     scores = json.loads(output.splitlines()[0])
-    trained = json.loads((run_dir / "metrics.json").read_text())
+    trained = read_run_summary(run_dir)
     assert scores["task"] == "classification"
-    assert scores["top1"] == pytest.approx(trained["top1"])
+    assert scores["top1"] == pytest.approx(trained.best["top1"])
     assert (run_dir / "eval" / "metrics.json").is_file()
     assert (run_dir / "eval" / "confusion_matrix.png").is_file()
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from simmim_deploy.cli.main import app
 from simmim_deploy.core.checkpoint_meta import CheckpointMeta
+from simmim_deploy.core.run_summary import read_run_summary
 
 pytest.importorskip("mlxtend")
 pytest.importorskip("skimage")
@@ -64,8 +65,9 @@ def test_best_checkpoint_reloads_and_evaluates(run_dir: Path, tmp_path: Path) ->
     model, meta = load_task_checkpoint(run_dir / "best.pt")
     data = load_detection_eval("builtin:digits-det-mini", tmp_path)  # cached by the run
     metrics = evaluate_detection(model, meta, data, out_dir=tmp_path, batch_size=8)
-    saved = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["mAP"] == pytest.approx(saved["mAP"], abs=1e-6)
+    saved = read_run_summary(run_dir)
+    assert saved.command == "detect" and saved.val_images == 16
+    assert metrics["mAP"] == pytest.approx(saved.best["mAP"], abs=1e-6)
     assert (tmp_path / "metrics.json").is_file() and list((tmp_path / "vis").glob("*.jpg"))
 
 

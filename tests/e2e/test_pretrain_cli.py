@@ -19,6 +19,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import simmim_deploy.models  # noqa: F401  (registers the tiny models)
+from simmim_deploy.core.run_summary import read_run_summary
 
 TINY = ["--model", "vit_nano_patch8_32", "--img-size", "32", "--mask-patch-size", "16"]
 CPU = ["--device", "cpu", "--workers", "0"]
@@ -99,6 +100,10 @@ def test_pretrain_builtin_learns_and_writes_run(straight_run):
     for rel in ["checkpoints/last.pt", "config.yaml", "reconstructions/epoch_002.png"]:
         assert (out / rel).is_file(), rel
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    summary = read_run_summary(out)  # OUT/metrics.json, the run summary
+    assert summary.command == "pretrain" and summary.completed and summary.skipped_files == 0
+    assert (summary.global_step, summary.images_seen) == (44, 2816)
+    assert summary.encoder == str(out / "encoder.safetensors") and summary.final_loss > 0
     assert Image.open(out / "reconstructions/epoch_002.png").mode == "RGB"
     # the backbone loads into plain timm unchanged
     encoder = timm.create_model("vit_nano_patch8_32", pretrained=False, num_classes=0)
@@ -162,6 +167,8 @@ def test_folder_with_broken_files_skips_and_counts(spaced_tmp):
     assert lines[0].startswith("# 3 file(s)")
     names = sorted(Path(line.split("\t")[0]).name for line in lines[1:])
     assert names == ["empty.png", "notes.jpg", "truncated.png"]
+    summary = read_run_summary(out)
+    assert summary.skipped_files == 3 and summary.skipped_list == str(out / "skipped.txt")
 
 
 def test_missing_path_is_one_line_error(tmp_path):
