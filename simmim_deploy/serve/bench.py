@@ -50,7 +50,10 @@ class BenchmarkConfig:
     precision: tuple[str, ...] | None = option(
         None, "Bundle artefacts, e.g. fp32,int8 (default: all).", old_flags=("--precisions",)
     )
-    duration: float = option(5.0, "Seconds per backend/precision/batch setting.")
+    duration: float = option(
+        5.0, "Seconds per backend/precision/batch setting.", flag="--seconds",
+        old_flags=("--duration",),
+    )  # fmt: skip
     warmup: int = option(3, "Untimed calls before each measurement.")
     images: str | None = option(None, "Real images: a folder, glob or .txt list.")
     threads: int | None = option(None, "Inference threads (ONNX Runtime intra-op).")

@@ -131,7 +131,7 @@ def test_arguments_repeated_lists_and_old_flags() -> None:
 def test_errors_name_the_flag_the_field_declares() -> None:
     from simmim_deploy.serve.bench import BenchmarkConfig
 
-    with pytest.raises(UserError, match=r"^--duration must be > 0"):
+    with pytest.raises(UserError, match=r"^--seconds must be > 0"):
         BenchmarkConfig("bundle", duration=0)
     with pytest.raises(UserError, match=r"^--batch-size must be positive"):
         BenchmarkConfig("bundle", batch_size=(8, 0))

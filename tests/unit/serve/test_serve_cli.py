@@ -42,6 +42,7 @@ def test_predict_and_benchmark_commands(cls_bundle: Path, image_dir: Path, tmp_p
     assert bench.returncode == 0, bench.stderr
     assert "fp32" in bench.stdout and "benchmark.json" in bench.stdout
     assert "--batch-sizes is deprecated; use --batch-size instead" in bench.stderr
+    assert "--duration is deprecated; use --seconds instead" in bench.stderr
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert [r["batch"] for r in report["results"]] == [1, 2]
 
