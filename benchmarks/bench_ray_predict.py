@@ -13,6 +13,10 @@
    machine); nothing else is warmed. Each run is timed end to end (opening the runtime /
    starting the actors included) and its records are checked: one per image, and the same top-1
    label as local ``predict``.
+   ``cli-local`` / ``cli-ray-1`` run the same as a user does: a fresh ``simmim-deploy predict``
+   process each (``--engine ray --actors 1``: it starts and stops its own local Ray), timed
+   end to end with the records written to a file; their ratio is against ``cli-local`` of the
+   same round, everything included. Run them in an invocation of their own (no bench Ray then).
 4. Each run is split into start-up (until its first record: the runtime opened or the actors
    started, the first batch decoded and inferred) and steady state (the records after the first
    quarter over the time they took), the same split for both engines. A Ray job run from the
@@ -49,7 +53,7 @@ from simmim_deploy.serve.ray_options import RayOptions  # noqa: E402
 from simmim_deploy.serve.ray_plan import plan_pool  # noqa: E402
 from simmim_deploy.serve.ray_predict import connect, run_ray_predict  # noqa: E402
 
-KINDS = ("local", "ray-1", "ray-2", "ray-1-tasks")
+KINDS = ("local", "ray-1", "ray-2", "ray-1-tasks", "cli-local", "cli-ray-1")
 STEADY_FROM = 0.25  # steady state: the records after the first quarter
 
 
@@ -121,24 +125,63 @@ def run_once(kind: str, cfg: PredictConfig) -> dict:
             "top1": [r["topk"][0]["index"] if "topk" in r else None for r in records]}  # fmt: skip
 
 
+def run_cli(kind: str, cfg: PredictConfig, work: Path) -> dict:
+    """One fresh ``simmim-deploy predict`` process, timed end to end (start and stop included)."""
+    out = work / f"{kind}.jsonl"
+    ray_flags = ["--engine", "ray", "--actors", kind.split("-")[2]] if kind != "cli-local" else []
+    threads = ["--threads", str(cfg.threads)] if cfg.threads else []
+    cli = [sys.executable, "-m", "simmim_deploy.cli.main", "predict", cfg.bundle, *cfg.sources,
+           "-b", str(cfg.batch_size), "--top-k", "1", "--backend", cfg.backend, "--out", str(out),
+           *threads, *ray_flags]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(cli, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{kind} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    out.unlink()
+    return {"kind": kind, "wall_s": wall, "images_per_s": len(records) / wall,
+            "first_record_s": None, "steady_images_per_s": None, "actors": 1, "layout": {},
+            "top1": [r["topk"][0]["index"] if "topk" in r else None for r in records]}  # fmt: skip
+
+
+def reference(kind: str) -> str:
+    """The run a kind is compared with: local ``predict`` started the same way."""
+    return "cli-local" if kind.startswith("cli-") else "local"
+
+
 def fill_auto_cache(cfg: PredictConfig, ray, kinds: list[str]) -> list[str]:
-    """Open the runtime once per inference-thread count the runs use (caches ``auto``'s choice)."""
+    """Open the runtime once per inference-thread count the runs use (caches ``auto``'s choice).
+
+    ``cli-ray-1``: one actor holds the node, so it runs ``cfg.threads`` as local ``predict``.
+    """
     counts = {cfg.threads}
-    counts.update(plan_pool(ray, cfg, ray_options(k)).threads for k in kinds if k != "local")
+    counts.update(plan_pool(ray, cfg, ray_options(k)).threads for k in kinds
+                  if k.startswith("ray-"))  # fmt: skip
     return [open_runtime(replace(cfg, threads=t)).describe()["backend"] for t in sorted(
         counts, key=lambda t: t or 0)]  # fmt: skip
 
 
 def _median_ratio(runs: list[dict], kind: str, key: str, extra_s: float = 0.0) -> float:
-    """Median over rounds of (kind / local of the same round) for rate ``key``."""
+    """Median over rounds of (kind / its reference of the same round) for rate ``key``."""
 
     def rate(x: dict) -> float:
         return x[key] if not extra_s else len(x["top1"]) / (x["wall_s"] + extra_s)
 
-    ratios = [rate(x) / next(y[key] for y in runs if y["round"] == x["round"]
-                             and y["kind"] == "local")
-              for x in runs if x["kind"] == kind]  # fmt: skip
-    return statistics.median(ratios)
+    pairs = [(rate(x), next(y[key] for y in runs if y["round"] == x["round"]
+                            and y["kind"] == reference(kind)))
+             for x in runs if x["kind"] == kind]  # fmt: skip
+    if any(a is None or b is None for a, b in pairs):  # cli runs: no per-record times
+        return None
+    return statistics.median(a / b for a, b in pairs)
+
+
+def _median(values: list) -> float | None:
+    return None if None in values else statistics.median(values)
+
+
+def _cell(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.{2 if unit == 'x' else 1}f}{unit}"
 
 
 def main() -> None:
@@ -156,7 +199,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/ray_predict.json"))
     args = ap.parse_args()
     kinds = args.kinds.split(",")
-    assert "local" in kinds and set(kinds) <= set(KINDS), f"--kinds: local and some of {KINDS}"
+    assert set(kinds) <= set(KINDS) and {reference(k) for k in kinds} <= set(kinds), (
+        f"--kinds: some of {KINDS}, with local (cli-local for cli-ray-1)"
+    )
 
     work = Path(tempfile.mkdtemp(prefix="bench ray "))
     bundle = args.bundle or make_bundle(work, args.model)
@@ -172,26 +217,29 @@ def main() -> None:
                         backend=args.backend, top_k=1, threads=args.threads)  # fmt: skip
     load_start = os.getloadavg()
     t0 = time.perf_counter()
-    ray, started = connect(None)
-    ray_start = time.perf_counter() - t0
+    in_process = any(k.startswith("ray-") for k in kinds)
+    ray, started = connect(None) if in_process else (None, False)
+    ray_start = time.perf_counter() - t0 if in_process else 0.0
     runs = []
     try:
         described = fill_auto_cache(cfg, ray, kinds)
         for r in range(args.round_offset, args.round_offset + args.rounds):
             for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
-                runs.append({"round": r, **run_once(kind, cfg), "load1": os.getloadavg()[0]})
+                run = run_cli(kind, cfg, work) if kind.startswith("cli-") else run_once(kind, cfg)
+                runs.append({"round": r, **run, "load1": os.getloadavg()[0]})
                 x = runs[-1]
                 print(f"round {r} {kind}: {x['images_per_s']:.1f} img/s end to end, first "
-                      f"record {x['first_record_s']:.1f} s, then {x['steady_images_per_s']:.1f} "
-                      f"img/s (load {x['load1']:.1f})", flush=True)  # fmt: skip
+                      f"record {_cell(x['first_record_s'])} s, then "
+                      f"{_cell(x['steady_images_per_s'])} img/s (load {x['load1']:.1f})",
+                      flush=True)  # fmt: skip
     finally:
         if started:
             ray.shutdown()
     load = os.getloadavg()
-    reference = next(x["top1"] for x in runs if x["kind"] == "local")
+    first = next(x["top1"] for x in runs if x["kind"] == reference(kinds[0]))
     for x in runs:  # random weights: near-tied logits may flip a label across batchings
         assert len(x["top1"]) == args.images, f"{x['kind']}: {len(x['top1'])} records"
-        same = sum(a == b for a, b in zip(x["top1"], reference, strict=True))
+        same = sum(a == b for a, b in zip(x["top1"], first, strict=True))
         x["top1_agreement"] = same / args.images
         assert x["top1_agreement"] >= 0.99, f"{x['kind']}: top-1 differs from local predict"
     table = {}
@@ -202,9 +250,9 @@ def main() -> None:
             "median": statistics.median(x["images_per_s"] for x in mine),
             "ratio": _median_ratio(runs, k, "images_per_s"),
             "ratio_with_ray_start": _median_ratio(runs, k, "images_per_s", ray_start)
-            if k != "local" else 1.0,
-            "first_record_s": statistics.median(x["first_record_s"] for x in mine),
-            "steady": statistics.median(x["steady_images_per_s"] for x in mine),
+            if k.startswith("ray-") else _median_ratio(runs, k, "images_per_s"),
+            "first_record_s": _median([x["first_record_s"] for x in mine]),
+            "steady": _median([x["steady_images_per_s"] for x in mine]),
             "steady_ratio": _median_ratio(runs, k, "steady_images_per_s"),
         }  # fmt: skip
     rows = [
@@ -213,8 +261,8 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
         *(
             f"| {k} | {t['best']:.1f} | {t['median']:.1f} | {t['ratio']:.2f}x "
-            f"| {t['ratio_with_ray_start']:.2f}x | {t['first_record_s']:.1f} | {t['steady']:.1f} "
-            f"| {t['steady_ratio']:.2f}x |"
+            f"| {t['ratio_with_ray_start']:.2f}x | {_cell(t['first_record_s'])} "
+            f"| {_cell(t['steady'])} | {_cell(t['steady_ratio'], 'x')} |"
             for k, t in table.items()
         ),
     ]
@@ -222,8 +270,8 @@ def main() -> None:
     header = (f"{args.images} JPEGs, {args.model if not args.bundle else bundle}, {used}, "
               f"batch {args.batch_size}, {args.rounds} rounds; CPU {_isa()}, {os.cpu_count()} "
               f"cores, 1-min load {load_start[0]:.1f} at start, {load[0]:.1f} at end; Ray start "
-              f"{ray_start:.1f} s (once, not in the runs); ratios: medians over rounds of "
-              "(run / local of the same round)")  # fmt: skip
+              f"{ray_start:.1f} s (once, not in the in-process runs; cli runs start their own); "
+              "ratios: medians over rounds of (run / local of the same round)")  # fmt: skip
     print(f"\n{header}\n\n" + "\n".join(rows))
     for x in runs:
         x.pop("top1")

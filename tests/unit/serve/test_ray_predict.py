@@ -176,6 +176,19 @@ def test_pool_plan_splits_the_node_among_the_actors(ray_session, cls_bundle: Pat
     assert (pinned.threads, pinned.decoders) == (1, 3)  # --threads and --workers win
 
 
+def test_local_workers_run_at_the_commands_priority(ray_session) -> None:
+    """Ray renices its workers by +15 unless told otherwise; a local instance's work must not."""
+
+    @ray_session.remote(num_cpus=0)
+    class Niceness:
+        def get(self) -> int:
+            return os.nice(0)
+
+    actor = Niceness.remote()
+    assert ray_session.get(actor.get.remote()) == os.nice(0)
+    ray_session.kill(actor)
+
+
 def test_bad_options_are_one_line_errors(ray_session, cls_bundle: Path, photos: Path) -> None:
     with pytest.raises(UserError, match="--actors must be >= 0"):
         RayOptions(actors=-1)
