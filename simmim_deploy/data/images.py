@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -91,6 +92,23 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncated or corrupt data as OSError/SyntaxError/ValueError.
         raise BadImageError(f"{p}: corrupt or truncated ({exc})") from None
+
+
+def median_short_side(
+    items: Sequence[str | os.PathLike[str] | Image.Image], sample: int = 64
+) -> int | None:
+    """The median short side in pixels of up to ``sample`` evenly spaced ``items`` (files are
+    read for their header only; unreadable ones are left out; None when none can be read)."""
+    step = max(1, len(items) // sample)
+    sides = []
+    for item in list(items)[::step][:sample]:
+        if isinstance(item, Image.Image):
+            sides.append(min(item.size))
+            continue
+        bad = (OSError, SyntaxError, ValueError, UnidentifiedImageError)
+        with contextlib.suppress(*bad), Image.open(item) as img:  # lazy: header only
+            sides.append(min(img.size))
+    return int(sorted(sides)[len(sides) // 2]) if sides else None
 
 
 class SkipLog:

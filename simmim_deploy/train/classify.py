@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from simmim_deploy.data.aug_presets import resolve_aug
 from simmim_deploy.train.checkpointing import BEST, BestCheckpoint, check_run_folder
 from simmim_deploy.train.classify_config import (
     EPOCHS,
+    LOW_RES,
     SMALL_DATA,
     WARMUP_EPOCHS,
     ClassifyConfig,
@@ -172,7 +174,7 @@ def run_classify(config: ClassifyConfig) -> RunSummary | None:
         seed=config.seed,
         split_seed=config.split_seed,
     )
-    cfg, aug_note = _resolve(config, len(splits.train))
+    cfg, aug_note = _resolve(config, splits.train.items)
     names = splits.class_names
     model = _build_model(cfg, len(names))
     meta = checkpoint_meta(model, cfg, names)
@@ -212,22 +214,28 @@ def run_classify(config: ClassifyConfig) -> RunSummary | None:
     return summary
 
 
-def _resolve(config: ClassifyConfig, num_train: int) -> tuple[ClassifyConfig, str]:
+def _resolve(config: ClassifyConfig, train_items: Sequence[Any]) -> tuple[ClassifyConfig, str]:
     """``config`` with the mode, small-data and ``aug`` defaults resolved; the aug line.
 
     Prints (rank 0) which small-data defaults were chosen.
     """
+    from simmim_deploy.data.images import median_short_side
     from simmim_deploy.train import distributed as dist
 
-    cfg = resolve_defaults(config, num_train)
+    num_train = len(train_items)
+    side = median_short_side(train_items) if num_train < SMALL_DATA else None
+    cfg = resolve_defaults(config, num_train, side)
     aug, aug_why = resolve_aug(cfg.aug)  # no boxes: auto is natural
-    small = small_data_defaults(config, num_train)
+    small = small_data_defaults(config, num_train, side)
     if small and dist.is_main():
         chosen = ", ".join(f"{k} {v}" for k, v in small.items())
+        low_res = (
+            f"; images ~{side} px (< {LOW_RES}): milder crops" if side and side < LOW_RES else ""
+        )
         print(
             f"small data ({num_train} < {SMALL_DATA} training images): {chosen} "
             "(the ImageNet regularisers starve small sets; a pre-trained encoder under layer "
-            "decay gets twice the LR; set any of them to override)",
+            f"decay gets twice the LR{low_res}; set any of them to override)",
             flush=True,
         )
     return dataclasses.replace(cfg, aug=aug), f"aug {aug} ({aug_why})"

@@ -7,7 +7,13 @@ import pytest
 from PIL import Image
 
 from simmim_deploy.core.errors import UserError
-from simmim_deploy.data.images import BadImageError, SkipLog, find_images, load_rgb
+from simmim_deploy.data.images import (
+    BadImageError,
+    SkipLog,
+    find_images,
+    load_rgb,
+    median_short_side,
+)
 
 
 def _photo(size: int = 24) -> np.ndarray:
@@ -125,3 +131,18 @@ def test_skip_log_merges_processes_exactly(tmp_path, monkeypatch):
     # a resumed run adds to the same list without double counting
     SkipLog(tmp_path).record(tmp_path / "b.png", "empty file")
     assert SkipLog(tmp_path).finalize() == 2
+
+
+def test_median_short_side_reads_headers_and_skips_bad_files(tmp_path):
+    from skimage import data as skdata
+
+    photo = Image.fromarray(skdata.astronaut())  # a real 512 x 512 photo
+    paths = []
+    for i, (w, h) in enumerate([(28, 40), (64, 30), (100, 90)]):
+        paths.append(tmp_path / f"{i}.png")
+        photo.resize((w, h)).save(paths[-1])
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    items = [*paths, tmp_path / "bad.png", photo.resize((20, 50))]
+    assert median_short_side(items) == 30  # sides 20, 28, 30, 90 (bad left out): upper median
+    assert median_short_side([tmp_path / "bad.png"]) is None
+    assert median_short_side(paths, sample=1) == 28  # only the first of an even spread

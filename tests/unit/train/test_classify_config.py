@@ -88,3 +88,12 @@ def test_small_sets_drop_the_imagenet_regularisers_unless_given() -> None:
     assert unknown.randaug == "rand-m9-mstd0.5-inc1"
     probe = resolve_defaults(ClassifyConfig(data="d", out="o", mode="linear"), num_train=100)
     assert (probe.randaug, probe.crop_scale_min) == ("none", 0.08)
+
+
+def test_small_images_get_milder_crops_on_small_sets() -> None:
+    cfg = ClassifyConfig(data="d", out="o")
+    assert resolve_defaults(cfg, 100, short_side=28).crop_scale_min == 0.6  # digits
+    assert resolve_defaults(cfg, 100, short_side=64).crop_scale_min == 0.35  # photo tiles
+    assert resolve_defaults(cfg, 50_000, short_side=28).crop_scale_min == 0.08  # large: official
+    given = ClassifyConfig(data="d", out="o", crop_scale_min=0.2)
+    assert resolve_defaults(given, 100, short_side=28).crop_scale_min == 0.2
