@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import typer
 
+from simmim_deploy.cli.options import config_command
+from simmim_deploy.core.config import option
 
-def checks(
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-) -> None:
-    """Report versions (torch, timm, onnx, onnxruntime and its providers, OpenVINO, TensorRT),
-    CUDA GPUs and the CPU's instruction sets (AVX2, AVX-512, VNNI, AMX).
+DOC = """Report versions (torch, timm, onnx, onnxruntime and its providers, OpenVINO, TensorRT),
+CUDA GPUs and the CPU's instruction sets (AVX2, AVX-512, VNNI, AMX).
 
-    Example: simmim-deploy checks
-    """
+Example: simmim-deploy checks
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChecksConfig:
+    """Options of ``simmim-deploy checks``."""
+
+    as_json: bool = option(False, "Print machine-readable JSON.", flag="--json")
+
+
+def _run(cfg: ChecksConfig) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from simmim_deploy.core.environment import environment_report
 
     report = environment_report()
-    if as_json:
+    if cfg.as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     table = Table(title="simmim-deploy checks", show_header=True)
@@ -49,3 +59,6 @@ def checks(
             )
         table.add_row("torch threads", str(torch_info["threads"]))
     Console().print(table)
+
+
+checks = config_command(ChecksConfig, _run, DOC)

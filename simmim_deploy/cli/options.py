@@ -178,7 +178,8 @@ def _shown_default(f: dataclasses.Field, kind: type) -> str | bool:
         return False
     value = f.default
     if kind is bool:
-        return f.name.replace("_", "-") if value else "no-" + f.name.replace("_", "-")
+        name = flag_of(f)[2:]  # the flag's spelling (``--json`` for field ``as_json``)
+        return name if value else f"no-{name}"
     if isinstance(value, (tuple, list)):
         return ",".join(str(v) for v in value) or "none"
     if isinstance(value, float):

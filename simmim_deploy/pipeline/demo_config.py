@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from simmim_deploy.core.config import option
 from simmim_deploy.core.errors import UserError
 
 DEMO_DATA = "builtin:mnist"  # 5,000 real digits: 4,000 unlabelled pool + 1,000 fixed held-out
@@ -77,21 +78,13 @@ SIZES = {
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
-    """Options of ``simmim-deploy demo``.
+    """Options of ``simmim-deploy demo`` (each declared once: CLI option, YAML key, --help)."""
 
-    Attributes:
-        out: folder the demo writes everything into (``OUT/summary.json`` last).
-        fast: the ~2-minute preset (no detection, fewer steps) instead of the full demo.
-        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N`` for training.
-        overwrite: replace ``out`` when it holds an earlier demo run (never another folder).
-        seed: seeds data draws, masks and initialisation.
-    """
-
-    out: str = "runs/demo"
-    fast: bool = False
-    device: str = "auto"
-    overwrite: bool = False
-    seed: int = 0
+    out: str = option("runs/demo", "Folder for everything it writes (OUT/summary.json last).")
+    fast: bool = option(False, "About 2 minutes on 2 CPU cores: fewer steps, no detection.")
+    device: str = option("auto", "Training device: auto (CUDA when present), cpu, cuda or cuda:N.")
+    overwrite: bool = option(False, "Replace an earlier demo run in --out (never another folder).")
+    seed: int = option(0, "Seeds data draws, masks and initialisation.")
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

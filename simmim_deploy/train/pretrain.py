@@ -19,7 +19,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from simmim_deploy.core.config import config_to_dict, option, redefault
+from simmim_deploy.core.config import config_to_dict, flag_for, option, redefault
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.core.run_summary import RunSummary
 from simmim_deploy.train.run_options import RunOptions
@@ -64,27 +64,40 @@ class PretrainConfig(RunOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.mask_patch_size is not None and self.mask_patch_size < 1:
-            raise UserError(f"mask_patch_size must be at least 1, got {self.mask_patch_size}")
+            flag = flag_for(self, "mask_patch_size")
+            raise UserError(f"{flag} must be at least 1, got {self.mask_patch_size}")
         if self.img_size is not None and self.img_size < 1:
-            raise UserError(f"img_size must be positive, got {self.img_size}")
+            raise UserError(f"{flag_for(self, 'img_size')} must be positive, got {self.img_size}")
         if not 0.0 < self.mask_ratio < 1.0:
-            raise UserError(f"mask_ratio must be strictly between 0 and 1, got {self.mask_ratio}")
+            flag = flag_for(self, "mask_ratio")
+            raise UserError(f"{flag} must be strictly between 0 and 1, got {self.mask_ratio}")
         if self.weight_decay < 0:
-            raise UserError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise UserError(
+                f"{flag_for(self, 'weight_decay')} must be >= 0, got {self.weight_decay}"
+            )
         if len(self.betas) != 2:
-            raise UserError(f"betas must be two numbers, got {list(self.betas)}")
+            raise UserError(f"recipe key betas must be two numbers, got {list(self.betas)}")
         if self.schedule == "step" and not self.milestones:
-            raise UserError("schedule 'step' needs milestones (epochs), e.g. milestones: [700]")
+            raise UserError(
+                f"{flag_for(self, 'schedule')} step needs {flag_for(self, 'milestones')} (epochs)"
+            )
         if self.schedule == "cosine" and self.milestones:
-            raise UserError("milestones only apply to schedule 'step'; remove them or set it")
+            raise UserError(
+                f"{flag_for(self, 'milestones')} only apply to {flag_for(self, 'schedule')} step"
+            )
         end = self.epochs if self.epochs is not None else float("inf")
         bad = [m for m in self.milestones if not (self.warmup_epochs or 0) <= m < end]
         if bad:
-            raise UserError(f"milestones {bad} must lie in [warmup_epochs, epochs)")
+            warmup_flag, epochs_flag = flag_for(self, "warmup_epochs"), flag_for(self, "epochs")
+            raise UserError(
+                f"{flag_for(self, 'milestones')} {bad} must lie in [{warmup_flag}, {epochs_flag})"
+            )
         if self.drop_path is not None and not 0.0 <= self.drop_path < 1.0:
-            raise UserError(f"drop_path must lie in [0, 1), got {self.drop_path}")
+            raise UserError(
+                f"{flag_for(self, 'drop_path')} must lie in [0, 1), got {self.drop_path}"
+            )
         if self.init_from is not None and not Path(self.init_from).is_file():
-            raise UserError(f"init_from checkpoint not found: {self.init_from}")
+            raise UserError(f"{flag_for(self, 'init_from')} checkpoint not found: {self.init_from}")
 
 
 def run_pretrain(config: PretrainConfig) -> RunSummary | None:

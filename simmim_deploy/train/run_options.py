@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar, Literal
 
-from simmim_deploy.core.config import option
+from simmim_deploy.core.config import flag_for, option
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.data.aug_presets import AugChoice
 
@@ -80,21 +80,24 @@ class RunOptions:
         for name in ("epochs", "batch_size", "accumulation"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise UserError(f"{name} must be at least 1, got {value}")
+                raise UserError(f"{flag_for(self, name)} must be at least 1, got {value}")
         for name in ("workers", "save_every_steps", "log_every_steps"):
             if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UserError(f"{flag_for(self, name)} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "warmup_lr", "min_lr", "clip_grad"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise UserError(f"{name} must be >= 0, got {value}")
+                raise UserError(f"{flag_for(self, name)} must be >= 0, got {value}")
         epochs = self.epochs if self.epochs is not None else float("inf")
         if self.warmup_epochs is not None and not 0 <= self.warmup_epochs < epochs:
+            warmup_flag, epochs_flag = flag_for(self, "warmup_epochs"), flag_for(self, "epochs")
             raise UserError(
-                f"warmup_epochs ({self.warmup_epochs}) must lie in [0, epochs={self.epochs})"
+                f"{warmup_flag} ({self.warmup_epochs}) must lie in [0, {epochs_flag}={self.epochs})"
             )
         if self.stop_at_step is not None and self.stop_at_step < 1:
-            raise UserError(f"stop_at_step must be >= 1, got {self.stop_at_step}")
+            raise UserError(
+                f"{flag_for(self, 'stop_at_step')} must be >= 1, got {self.stop_at_step}"
+            )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -115,6 +118,8 @@ class FinetuneOptions(RunOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.eval_every is not None and self.eval_every < 1:
-            raise UserError(f"eval_every must be at least 1, got {self.eval_every}")
+            raise UserError(
+                f"{flag_for(self, 'eval_every')} must be at least 1, got {self.eval_every}"
+            )
         if self.patience is not None and self.patience < 0:
-            raise UserError(f"patience must be >= 0, got {self.patience}")
+            raise UserError(f"{flag_for(self, 'patience')} must be >= 0, got {self.patience}")

@@ -137,6 +137,25 @@ def test_errors_name_the_flag_the_field_declares() -> None:
         BenchmarkConfig("bundle", batch_size=(8, 0))
 
 
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"mask_patch_size": 0}, r"^--mask-patch-size must be at least 1, got 0"),
+        ({"workers": -1}, r"^--workers must be >= 0"),
+        (
+            {"epochs": 5, "warmup_epochs": 20},
+            r"^--warmup-epochs \(20\) must lie in \[0, --epochs=5\)",
+        ),
+        ({"schedule": "step"}, r"^--schedule step needs --milestones"),
+    ],
+)
+def test_train_errors_name_the_flag_not_the_field(given: dict, message: str) -> None:
+    from simmim_deploy.train.pretrain import PretrainConfig
+
+    with pytest.raises(UserError, match=message):
+        PretrainConfig(**given)
+
+
 def test_serve_options_build_the_app_config(tmp_path: Path) -> None:
     from simmim_deploy.cli.serve_cmd import ServeOptions
 
@@ -220,3 +239,18 @@ def test_version(args: list[str]) -> None:
 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0 and result.output.strip() == f"simmim-deploy {__version__}"
+
+
+def test_demo_and_checks_options_are_generated(tmp_path: Path) -> None:
+    from simmim_deploy.cli.main import app
+
+    text = CliRunner().invoke(app, ["demo", "--help"], env={"COLUMNS": "200"}).output
+    for part in ("[default: (runs/demo)]", "[default: (no-fast)]", "[default: (auto)]", "--seed"):
+        assert part in text, part
+    text = CliRunner().invoke(app, ["checks", "--help"], env={"COLUMNS": "200"}).output
+    assert "[default: (no-json)]" in text  # the flag's spelling, not the field's (as_json)
+    result = CliRunner().invoke(app, ["demo", "--device", "gpu", "--out", str(tmp_path / "d")])
+    assert result.exit_code != 0
+    assert str(result.exception).startswith("--device must be auto, cpu or cuda[:N]")
+    result = CliRunner().invoke(app, ["checks", "--json"])
+    assert result.exit_code == 0 and '"cpu_count"' in result.output

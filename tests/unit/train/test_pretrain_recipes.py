@@ -52,9 +52,9 @@ def test_official_values():
 
 
 def test_conflicting_options_are_refused():
-    with pytest.raises(UserError, match="warmup_epochs"):
+    with pytest.raises(UserError, match="--warmup-epochs"):
         PretrainConfig(epochs=2, warmup_epochs=5)
-    with pytest.raises(UserError, match="milestones"):
+    with pytest.raises(UserError, match="--milestones"):
         PretrainConfig(schedule="step")
     with pytest.raises(UserError, match="unknown config key 'mask_ration'.*mask_ratio"):
         load_config(PretrainConfig, None, {"mask_ration": 0.5})
