@@ -36,6 +36,24 @@ def test_large_data_keeps_the_recipe_and_explicit_values_win() -> None:
     )  # 20 % of 3 epochs
 
 
+def test_classify_asks_for_more_steps_than_the_other_commands() -> None:
+    from simmim_deploy.train.classify_config import ClassifyConfig
+    from simmim_deploy.train.detect_config import DetectConfig
+    from simmim_deploy.train.pretrain import PretrainConfig
+
+    assert (ClassifyConfig.MIN_STEPS, DetectConfig.MIN_STEPS, PretrainConfig.MIN_STEPS) == (
+        1200,
+        300,
+        300,
+    )
+    # 100 labelled images at batch 16: 6 steps an epoch -> 200 epochs (1,200 steps)
+    plan = plan_budget(
+        None, None, base_epochs=100, base_warmup=20.0, steps_per_epoch=6, num_samples=100,
+        min_steps=ClassifyConfig.MIN_STEPS,
+    )  # fmt: skip
+    assert (plan.epochs, plan.warmup_epochs, plan.eval_every, plan.patience) == (200, 20.0, 4, 16)
+
+
 def test_auto_epochs_are_bounded_and_pretraining_has_no_patience() -> None:
     tiny = plan_budget(
         None, None, base_epochs=10, base_warmup=1.0, steps_per_epoch=1, num_samples=20,
