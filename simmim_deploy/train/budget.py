@@ -5,8 +5,9 @@ hundred images an epoch is a handful of steps, so the recipe's epoch count is fa
 run. When ``batch_size`` is not given, it is the command's default (64; detect 16), halved
 until an epoch has at least :data:`MIN_STEPS_PER_EPOCH` optimizer steps (64 on 100 images would
 be one step an epoch, dropping 36 images each time). When ``epochs`` is not given, a run gets
-the command's epochs, or more: enough for ``min_steps`` optimizer steps (the command's
-``MIN_STEPS``: :data:`MIN_STEPS`; classify 1,200), at most :data:`MAX_AUTO_EPOCHS`. Warmup
+the command's epochs, or more: enough for ``min_steps`` optimizer steps, at most ``max_epochs``
+(the command's ``AUTO_LENGTH``: :data:`MIN_STEPS` and :data:`MAX_AUTO_EPOCHS`; classify 2,400
+steps and 400 epochs). Warmup
 is capped to a fifth of the run (``lr_rule.cap_warmup``). On training sets under
 :data:`SMALL_DATA` images, early stopping is on by default (``patience``), and validation runs
 about :data:`VALIDATIONS` times a run.
@@ -85,6 +86,7 @@ def plan_budget(
     patience: int | None = None,
     validates: bool = True,
     min_steps: int = MIN_STEPS,
+    max_epochs: int = MAX_AUTO_EPOCHS,
 ) -> Budget:
     """Fill ``epochs``, ``warmup_epochs`` and (when ``validates``) ``eval_every``/``patience``.
 
@@ -98,11 +100,12 @@ def plan_budget(
         eval_every: the option (None: choose).
         patience: the option in validations (None: choose; 0: never stop early).
         validates: the command validates (fine-tuning); pre-training does not.
-        min_steps: optimizer steps a run gets at least when ``epochs`` is not given.
+        min_steps: optimizer steps a run gets at least when ``epochs`` is not given...
+        max_epochs: ... in at most this many epochs.
     """
     notes = []
     if epochs is None:
-        wanted = min(math.ceil(min_steps / steps_per_epoch), MAX_AUTO_EPOCHS)
+        wanted = min(math.ceil(min_steps / steps_per_epoch), max_epochs)
         epochs = max(base_epochs, wanted)
         if epochs > base_epochs:
             notes.append(
@@ -140,7 +143,7 @@ def apply_budget(
     *,
     base_epochs: int,
     base_warmup: float,
-    min_steps: int = MIN_STEPS,
+    length: tuple[int, int] = (MIN_STEPS, MAX_AUTO_EPOCHS),
 ) -> tuple[Any, tuple[str, ...]]:
     """``(config with the budget filled in, notes)`` for a train config dataclass.
 
@@ -158,7 +161,8 @@ def apply_budget(
         eval_every=getattr(config, "eval_every", None),
         patience=getattr(config, "patience", None),
         validates=validates,
-        min_steps=min_steps,
+        min_steps=length[0],
+        max_epochs=length[1],
     )
     values: dict[str, Any] = {"epochs": plan.epochs, "warmup_epochs": plan.warmup_epochs}
     if validates:

@@ -84,7 +84,7 @@ def prepare_run(
         num_samples,
         base_epochs=base_epochs,
         base_warmup=base_warmup,
-        min_steps=config.MIN_STEPS,
+        length=config.AUTO_LENGTH,
     )
     opt = build_optimization(model, resolved, steps, **optimizer)
     if dist.is_main():  # before fit starts the process group: the launcher's rank

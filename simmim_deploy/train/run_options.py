@@ -27,7 +27,8 @@ class RunOptions:
     """The shared part of every train config (see the module docstring)."""
 
     DEFAULT_BATCH: ClassVar[int] = 64  # batch_size when not given (halved on small sets)
-    MIN_STEPS: ClassVar[int] = 300  # optimizer steps a run gets at least when epochs not given
+    # epochs not given: at least this many optimizer steps, in at most this many epochs
+    AUTO_LENGTH: ClassVar[tuple[int, int]] = (300, 200)
 
     epochs: int | None = option(
         None,

@@ -41,17 +41,19 @@ def test_classify_asks_for_more_steps_than_the_other_commands() -> None:
     from simmim_deploy.train.detect_config import DetectConfig
     from simmim_deploy.train.pretrain import PretrainConfig
 
-    assert (ClassifyConfig.MIN_STEPS, DetectConfig.MIN_STEPS, PretrainConfig.MIN_STEPS) == (
-        1200,
-        300,
-        300,
-    )
-    # 100 labelled images at batch 16: 6 steps an epoch -> 200 epochs (1,200 steps)
+    assert ClassifyConfig.AUTO_LENGTH == (2400, 400)
+    assert DetectConfig.AUTO_LENGTH == PretrainConfig.AUTO_LENGTH == (300, 200)
+    # 100 labelled images at batch 16: 6 steps an epoch -> 400 epochs (2,400 steps)
     plan = plan_budget(
         None, None, base_epochs=100, base_warmup=20.0, steps_per_epoch=6, num_samples=100,
-        min_steps=ClassifyConfig.MIN_STEPS,
+        min_steps=2400, max_epochs=400,
     )  # fmt: skip
-    assert (plan.epochs, plan.warmup_epochs, plan.eval_every, plan.patience) == (200, 20.0, 4, 16)
+    assert (plan.epochs, plan.warmup_epochs, plan.eval_every, plan.patience) == (400, 20.0, 8, 16)
+    tiny = plan_budget(
+        None, None, base_epochs=100, base_warmup=20.0, steps_per_epoch=1, num_samples=20,
+        min_steps=2400, max_epochs=400,
+    )  # fmt: skip
+    assert tiny.epochs == 400
 
 
 def test_auto_epochs_are_bounded_and_pretraining_has_no_patience() -> None:
