@@ -5,12 +5,11 @@ hundred images an epoch is a handful of steps, so the recipe's epoch count is fa
 run. When ``batch_size`` is not given, it is the command's default (64; detect 16), halved
 until an epoch has at least :data:`MIN_STEPS_PER_EPOCH` optimizer steps (64 on 100 images would
 be one step an epoch, dropping 36 images each time). When ``epochs`` is not given, a run gets
-the command's epochs, or more: enough for ``min_steps`` optimizer steps, at most ``max_epochs``
-(the command's ``AUTO_LENGTH``: :data:`MIN_STEPS` and :data:`MAX_AUTO_EPOCHS`; classify 2,400
-steps and 400 epochs). Warmup
-is capped to a fifth of the run (``lr_rule.cap_warmup``). On training sets under
-:data:`SMALL_DATA` images, early stopping is on by default (``patience``), and validation runs
-about :data:`VALIDATIONS` times a run.
+the command's epochs, or more: its ``AUTO_LENGTH = (min steps, max epochs)``, enough epochs for
+that many optimizer steps but at most that many epochs (default :data:`MIN_STEPS`,
+:data:`MAX_AUTO_EPOCHS`; classify 2,400 and 400). Warmup is capped to a fifth of the run
+(``lr_rule.cap_warmup``). On training sets under :data:`SMALL_DATA` images, early stopping is
+on by default (``patience``), and validation runs about :data:`VALIDATIONS` times a run.
 """
 
 from __future__ import annotations
@@ -85,8 +84,7 @@ def plan_budget(
     eval_every: int | None = None,
     patience: int | None = None,
     validates: bool = True,
-    min_steps: int = MIN_STEPS,
-    max_epochs: int = MAX_AUTO_EPOCHS,
+    length: tuple[int, int] = (MIN_STEPS, MAX_AUTO_EPOCHS),
 ) -> Budget:
     """Fill ``epochs``, ``warmup_epochs`` and (when ``validates``) ``eval_every``/``patience``.
 
@@ -100,11 +98,11 @@ def plan_budget(
         eval_every: the option (None: choose).
         patience: the option in validations (None: choose; 0: never stop early).
         validates: the command validates (fine-tuning); pre-training does not.
-        min_steps: optimizer steps a run gets at least when ``epochs`` is not given...
-        max_epochs: ... in at most this many epochs.
+        length: ``(min steps, max epochs)`` of a run whose ``epochs`` is not given.
     """
     notes = []
     if epochs is None:
+        min_steps, max_epochs = length
         wanted = min(math.ceil(min_steps / steps_per_epoch), max_epochs)
         epochs = max(base_epochs, wanted)
         if epochs > base_epochs:
@@ -161,8 +159,7 @@ def apply_budget(
         eval_every=getattr(config, "eval_every", None),
         patience=getattr(config, "patience", None),
         validates=validates,
-        min_steps=length[0],
-        max_epochs=length[1],
+        length=length,
     )
     values: dict[str, Any] = {"epochs": plan.epochs, "warmup_epochs": plan.warmup_epochs}
     if validates:

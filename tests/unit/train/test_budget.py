@@ -46,12 +46,12 @@ def test_classify_asks_for_more_steps_than_the_other_commands() -> None:
     # 100 labelled images at batch 16: 6 steps an epoch -> 400 epochs (2,400 steps)
     plan = plan_budget(
         None, None, base_epochs=100, base_warmup=20.0, steps_per_epoch=6, num_samples=100,
-        min_steps=2400, max_epochs=400,
+        length=(2400, 400),
     )  # fmt: skip
     assert (plan.epochs, plan.warmup_epochs, plan.eval_every, plan.patience) == (400, 20.0, 8, 16)
     tiny = plan_budget(
         None, None, base_epochs=100, base_warmup=20.0, steps_per_epoch=1, num_samples=20,
-        min_steps=2400, max_epochs=400,
+        length=(2400, 400),
     )  # fmt: skip
     assert tiny.epochs == 400
 
