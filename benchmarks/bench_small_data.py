@@ -95,6 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="early-stopping patience of the tuned rows (0: off; default: the "
                         "new defaults')")  # fmt: skip
     p.add_argument("--pool", type=int, default=None, help="cap the unlabelled pool")
+    p.add_argument("--precision", default=None,
+                   help="pass --precision X to every training run (rows and run folders are "
+                        "tagged with X); default: the command's own (auto)")  # fmt: skip
     p.add_argument("--pretrain-epochs", type=int, default=None, help="override the recipe's")
     p.add_argument("--name", default="small_data", help="stem of the result files in --out")
     p.add_argument("--collect", action="store_true",
@@ -218,6 +221,8 @@ def jobs(ctx: argparse.Namespace) -> list[dict[str, Any]]:
                 extra = ["--pretrained", ctx.encoder] if simmim else []
                 if ctx.epochs and base != "tuned":
                     extra += ["--epochs", str(ctx.epochs)]
+                if ctx.precision:
+                    extra += ["--precision", ctx.precision]
                 variants = [(row, slug(row), extra)]
                 if base == "tuned":
                     more = "" if ctx.tuned_patience is None else f", patience {ctx.tuned_patience}"
@@ -226,6 +231,8 @@ def jobs(ctx: argparse.Namespace) -> list[dict[str, Any]]:
                                  extra + tuned_flags(ctx, k, lr))
                                 for lr in ctx.tuned_lr]  # fmt: skip
                 for name, tag, flags in variants:
+                    if ctx.precision:
+                        name, tag = f"{name} [{ctx.precision}]", f"{tag}-{ctx.precision}"
                     src = ctx.old_src if base == "old defaults" else ctx.new_src
                     run = ctx.work / "runs" / "cls" / tag / f"k{k}-s{seed}"
                     out.append(dict(row=name, k=k, seed=seed, run=run, flags=flags, src=src))

@@ -93,6 +93,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rows", nargs="*", default=list(ROWS), help="subset of ROWS")
     p.add_argument("--epochs", type=int, default=None, help="replace the command's 30 epochs")
     p.add_argument("--pretrain-epochs", type=int, default=None, help="override the recipe's")
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="pass --precision X to every train detect run (rows tagged [X])",
+    )
     p.add_argument("--name", default="small_data_det", help="stem of the result files")
     p.add_argument("--collect", action="store_true", help="start nothing: tabulate what is done")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 1 seed")
@@ -113,6 +118,8 @@ def command(ctx: argparse.Namespace, row: str, seed: int, run: Path) -> list[str
         cmd[cmd.index("--pretrained") + 1] = ctx.encoder
     if row == "aug natural":
         cmd += ["--aug", "natural"]
+    if ctx.precision:
+        cmd += ["--precision", ctx.precision]
     cmd += ["--seed", str(seed), "--workers", "0", "--device", "cpu", "--out", str(run)]
     if row != "old defaults":
         return cmd + ["--no-progress"]
@@ -125,7 +132,8 @@ def command(ctx: argparse.Namespace, row: str, seed: int, run: Path) -> list[str
 
 def detect_run(ctx: argparse.Namespace, row: str, seed: int, run_cli: Any) -> dict[str, Any]:
     """One ``train detect`` run (cached once its metrics.json exists)."""
-    run = ctx.work / "runs" / "det" / row.replace(" + ", "-").replace(" ", "-") / f"s{seed}"
+    tag = row.replace(" + ", "-").replace(" ", "-") + (f"-{ctx.precision}" if ctx.precision else "")
+    run = ctx.work / "runs" / "det" / tag / f"s{seed}"
     if not (run / "metrics.json").is_file() and not ctx.collect:
         src = ctx.old_src if row == "old defaults" else ctx.new_src
         run_cli(command(ctx, row, seed, run), run.with_suffix(".log"), src)
@@ -134,10 +142,11 @@ def detect_run(ctx: argparse.Namespace, row: str, seed: int, run_cli: Any) -> di
     m = json.loads((run / "metrics.json").read_text())
     scale = 100.0 if row == "old defaults" else 1.0  # the old code logged fractions
     wall = (run / "metrics.json").stat().st_mtime - (run / "config.yaml").stat().st_mtime
-    result = dict(row=row, seed=seed, run=str(run), mAP50=scale * float(m["mAP50"]),
+    shown = f"{row} [{ctx.precision}]" if ctx.precision else row
+    result = dict(row=shown, seed=seed, run=str(run), mAP50=scale * float(m["mAP50"]),
                   mAP=scale * float(m["mAP"]), best_epoch=m.get("best_epoch") or m.get("epoch"),
                   wall_s=round(wall, 1))  # fmt: skip
-    print(f"  {row:24s} seed {seed}: mAP50 {result['mAP50']:.1f}, mAP {result['mAP']:.1f}")
+    print(f"  {shown:24s} seed {seed}: mAP50 {result['mAP50']:.1f}, mAP {result['mAP']:.1f}")
     return result
 
 
