@@ -14,12 +14,20 @@ Decisions, stated once:
   composited on white, 16-bit and float greyscale scaled to 8 bits instead of clipped, so serving
   sees what training saw.
 * Animated images use their first frame. Truncated files are errors, never half-grey images.
+* **Large JPEGs may be decoded at reduced size** (``min_side``): libjpeg's DCT scaling
+  (Pillow's ``Image.draft``) decodes at 1/2, 1/4 or 1/8 scale, never below ``min_side`` on either
+  side, so the resize that follows has less to do. For a 1024 x 768 photo going to a 128 px
+  short side this cut decoding + resizing from ~5.5 to ~1.4 ms. The pixels then differ slightly
+  from a full decode + resize (the scaled DCT is a box-like pre-filter), which is why it is a
+  caller's choice (``predict``/``serve`` ``--fast-decode``, on by default for classification).
+  ``width``/``height`` stay those of the full upright image.
 """
 
 from __future__ import annotations
 
 import io
 from os import PathLike
+from typing import NamedTuple
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -29,6 +37,13 @@ from simmim_deploy.core.preprocess import to_rgb
 # 40 megapixels: above any camera a client is likely to send, far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 40_000_000
 _ORIENTATION = 0x0112  # EXIF tag
+_SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 degrees
+FAST_DECODE = True  # predict/serve default: reduced-size JPEG decoding for classification
+FAST_DECODE_HELP = (
+    "Decode large JPEGs at 1/2-1/8 scale (libjpeg DCT scaling, never below the resize size; "
+    "classification only): several times faster on camera-sized photos, pixels differ slightly "
+    "from evaluate's full decode. --no-fast-decode: decode every image in full."
+)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
@@ -40,17 +55,35 @@ class ImageTooLarge(ImageError):
     """The image has more pixels than allowed (decompression bomb or simply too big)."""
 
 
+class Decoded(NamedTuple):
+    """A decoded image and the size of the full upright image (``image`` may be smaller)."""
+
+    image: Image.Image
+    width: int
+    height: int
+
+
 def load_image(
     source: str | PathLike[str] | bytes, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Image.Image:
+    """Decode a path or encoded bytes to an upright 8-bit RGB image (see :func:`decode_image`)."""
+    return decode_image(source, max_pixels).image
+
+
+def decode_image(
+    source: str | PathLike[str] | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 0
+) -> Decoded:
     """Decode a path or encoded bytes to an upright 8-bit RGB image.
 
     Args:
         source: a file path or the encoded bytes of an image.
         max_pixels: refuse images with more pixels than this (checked before decoding).
+        min_side: > 0: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as both sides
+            stay >= ``min_side`` (other formats are always decoded in full).
 
     Returns:
-        A fully loaded ``PIL.Image`` in mode ``RGB`` (``H x W x 3`` uint8 as an array).
+        The fully loaded ``PIL.Image`` in mode ``RGB`` (``H x W x 3`` uint8 as an array) and the
+        full upright image's width and height.
 
     Raises:
         ImageTooLarge: more than ``max_pixels`` pixels.
@@ -65,11 +98,17 @@ def load_image(
     try:
         with Image.open(fp) as img:  # type: ignore[arg-type]
             _check_pixels(img.size, max_pixels)
+            orientation = img.getexif().get(_ORIENTATION, 1)
+            width, height = img.size
+            if orientation in _SWAPS_SIDES:
+                width, height = height, width
+            if min_side > 0 and img.format == "JPEG":
+                img.draft(None, (min_side, min_side))  # type: ignore[arg-type]
             img.load()
             # exif_transpose copies even when nothing rotates: only call it when needed.
-            if img.getexif().get(_ORIENTATION, 1) != 1:
+            if orientation != 1:
                 img = ImageOps.exif_transpose(img)
-            return to_rgb(img)
+            return Decoded(to_rgb(img), width, height)
     except Image.DecompressionBombError as exc:  # Pillow's own hard limit (>~179 Mpx)
         raise ImageTooLarge(f"image too large: {exc}") from None
     except UnidentifiedImageError:

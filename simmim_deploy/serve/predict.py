@@ -20,7 +20,7 @@ from simmim_deploy.core.atomic import atomic_path
 from simmim_deploy.core.backends import backend_help
 from simmim_deploy.core.config import flag_for, option
 from simmim_deploy.core.errors import UserError
-from simmim_deploy.serve.images import IMAGE_SUFFIXES, load_image
+from simmim_deploy.serve.images import FAST_DECODE, FAST_DECODE_HELP, IMAGE_SUFFIXES, load_image
 from simmim_deploy.serve.pipeline import default_workers, run_pipeline
 from simmim_deploy.serve.runtime import Runtime
 
@@ -56,6 +56,7 @@ class PredictConfig:
         "at once with --decode-in tasks.",
     )
     threads: int | None = option(None, "Inference threads (ONNX Runtime intra-op).")
+    fast_decode: bool = option(FAST_DECODE, FAST_DECODE_HELP)
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -137,8 +138,9 @@ def open_runtime(
 ) -> Runtime:
     """The runtime every ``predict`` engine opens (backend selection from ``cfg.backend``)."""
     return Runtime(
-        cfg.bundle, backend or cfg.backend, cfg.precision, cfg.threads, manifest=manifest
-    )
+        cfg.bundle, backend or cfg.backend, cfg.precision, cfg.threads, manifest=manifest,
+        fast_decode=cfg.fast_decode,
+    )  # fmt: skip
 
 
 def run_predict(

@@ -44,7 +44,7 @@ import numpy as np
 from simmim_deploy.core.boxes import Letterbox
 from simmim_deploy.core.errors import UserError, require
 from simmim_deploy.core.manifest import read_manifest
-from simmim_deploy.serve.images import DEFAULT_MAX_PIXELS
+from simmim_deploy.serve.images import DEFAULT_MAX_PIXELS, FAST_DECODE
 from simmim_deploy.serve.pipeline import Item, group_records, safe_prepare
 from simmim_deploy.serve.predict import PredictConfig, Progress, open_runtime
 from simmim_deploy.serve.preprocess import PreprocessSpec
@@ -124,7 +124,10 @@ def _decode_letterbox(row: np.ndarray) -> Letterbox | None:
 
 
 def decode_batch(
-    batch: dict[str, np.ndarray], spec: PreprocessSpec, max_pixels: int = DEFAULT_MAX_PIXELS
+    batch: dict[str, np.ndarray],
+    spec: PreprocessSpec,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    fast_decode: bool = FAST_DECODE,
 ) -> dict[str, np.ndarray]:
     """A Ray task: read, decode and preprocess each path of the batch.
 
@@ -132,6 +135,7 @@ def decode_batch(
         batch: ``index (B,)`` and ``path (B,)`` columns.
         spec: the bundle's preprocessing.
         max_pixels: the decompression-bomb limit of local ``predict``.
+        fast_decode: ``predict --fast-decode`` (see ``prepare_image``).
 
     Returns:
         The input columns plus ``image (B, 3, H, W)`` float32 (zeros where decoding failed),
@@ -145,7 +149,9 @@ def decode_batch(
     boxes = np.full((len(paths), 7), np.nan)
     errors = []
     for i, path in enumerate(paths):
-        prepared, error = safe_prepare(lambda p: prepare_image(read(p), spec, max_pixels), path)
+        prepared, error = safe_prepare(
+            lambda p: prepare_image(read(p), spec, max_pixels, fast_decode), path
+        )
         errors.append(error or "")
         if prepared is not None:
             images[i] = prepared.array
@@ -228,7 +234,10 @@ def build_dataset(ray: Any, cfg: PredictConfig, opts: RayOptions, paths: list[st
     if plan.decode_in == "tasks":
         rows = rows.map_batches(
             decode_batch,
-            fn_kwargs={"spec": PreprocessSpec.from_manifest(read_manifest(cfg.bundle))},
+            fn_kwargs={
+                "spec": PreprocessSpec.from_manifest(read_manifest(cfg.bundle)),
+                "fast_decode": cfg.fast_decode,
+            },
             batch_size=cfg.batch_size,
             batch_format="numpy",
             num_cpus=DECODE_CPUS,

@@ -16,7 +16,7 @@ import numpy as np
 from simmim_deploy.core.boxes import Letterbox
 from simmim_deploy.core.manifest import read_manifest, validate_manifest
 from simmim_deploy.serve.backends import Backend, open_backend, run_any_batch
-from simmim_deploy.serve.images import DEFAULT_MAX_PIXELS, load_image
+from simmim_deploy.serve.images import DEFAULT_MAX_PIXELS, FAST_DECODE, decode_image
 from simmim_deploy.serve.postprocess import detections, topk
 from simmim_deploy.serve.preprocess import PreprocessSpec, preprocess
 
@@ -35,14 +35,19 @@ def prepare_image(
     source: str | PathLike[str] | bytes,
     spec: PreprocessSpec,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    fast_decode: bool = FAST_DECODE,
 ) -> Prepared:
     """Decode a path or encoded bytes and preprocess it per ``spec`` (raises ``ImageError``).
 
     The one decode + preprocess step of every engine (local threads, Ray tasks, the server).
+    ``fast_decode``: a classifier's JPEG may be decoded at reduced size, never below the
+    resize target (``spec.resize``); detection always decodes in full (its boxes are mapped
+    back through the letterbox of the decoded image).
     """
-    img = load_image(source, max_pixels)
-    array, lb = preprocess(img, spec)
-    return Prepared(array, img.width, img.height, lb)
+    min_side = spec.resize if fast_decode and spec.mode == "resize_center_crop" else 0
+    decoded = decode_image(source, max_pixels, min_side)
+    array, lb = preprocess(decoded.image, spec)
+    return Prepared(array, decoded.width, decoded.height, lb)
 
 
 class Runtime:
@@ -56,6 +61,7 @@ class Runtime:
         threads: ONNX Runtime intra-op threads.
         max_pixels: refuse larger images (decompression bombs).
         manifest: use this manifest instead of reading ``bundle/manifest.json``.
+        fast_decode: reduced-size JPEG decoding for classifiers (see :func:`prepare_image`).
     """
 
     def __init__(
@@ -66,8 +72,10 @@ class Runtime:
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         manifest: dict[str, Any] | None = None,
+        fast_decode: bool = FAST_DECODE,
     ) -> None:
         self.bundle = Path(bundle)
+        self.fast_decode = fast_decode
         self.manifest = validate_manifest(manifest) if manifest else read_manifest(self.bundle)
         self.spec = PreprocessSpec.from_manifest(self.manifest)
         self.task: str = self.manifest["task"]
@@ -81,7 +89,7 @@ class Runtime:
 
     def prepare(self, source: str | PathLike[str] | bytes) -> Prepared:
         """Decode a path or encoded bytes and preprocess it (raises ``ImageError``)."""
-        return prepare_image(source, self.spec, self.max_pixels)
+        return prepare_image(source, self.spec, self.max_pixels, self.fast_decode)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run ``(B, 3, H, W)`` float32 of any ``B`` through the backend."""
@@ -127,5 +135,8 @@ class Runtime:
             "model_name": self.manifest.get("model_name"),
             "input_hw": list(self.spec.input_hw),
             "num_classes": len(self.class_names),
+            "decode": "fast"
+            if self.fast_decode and self.spec.mode == "resize_center_crop"
+            else "full",
             **{"backend": self.backend.describe()},
         }

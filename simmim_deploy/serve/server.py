@@ -30,7 +30,7 @@ from simmim_deploy.core.errors import UserError, require
 from simmim_deploy.serve.batcher import DynamicBatcher
 from simmim_deploy.serve.handlers import predict_images, within
 from simmim_deploy.serve.http_input import ApiError, check_token, extract_images, read_body
-from simmim_deploy.serve.images import DEFAULT_MAX_PIXELS
+from simmim_deploy.serve.images import DEFAULT_MAX_PIXELS, FAST_DECODE, FAST_DECODE_HELP
 from simmim_deploy.serve.metrics import ServerMetrics
 from simmim_deploy.serve.runtime import Runtime
 
@@ -66,6 +66,7 @@ class ServeConfig:
     model_name: str | None = option(
         None, "Model name in /v2/models/NAME (default: the bundle folder's name)."
     )
+    fast_decode: bool = option(FAST_DECODE, FAST_DECODE_HELP)
 
     def __post_init__(self) -> None:
         checks = {
@@ -108,9 +109,10 @@ def create_app(bundle: str | ServeConfig, runtime: Runtime | None = None, **opti
     cfg = bundle if isinstance(bundle, ServeConfig) else ServeConfig(bundle=str(bundle), **options)
     fastapi = require("fastapi", "serve", "the HTTP server")
     runtime = runtime or Runtime(
-        cfg.bundle, cfg.backend, cfg.precision, cfg.threads, max_pixels=cfg.max_pixels
-    )
-    runtime.max_pixels = cfg.max_pixels
+        cfg.bundle, cfg.backend, cfg.precision, cfg.threads, max_pixels=cfg.max_pixels,
+        fast_decode=cfg.fast_decode,
+    )  # fmt: skip
+    runtime.max_pixels, runtime.fast_decode = cfg.max_pixels, cfg.fast_decode
     metrics = ServerMetrics()
     batcher = DynamicBatcher(runtime.infer, cfg.max_batch, cfg.max_wait_ms, cfg.max_queue, metrics)
 
