@@ -80,6 +80,7 @@ class Case:
     x: np.ndarray  # held-out images, scored by `score`
     score: Callable[[list[np.ndarray]], float]
     metric: str
+    bundles: tuple[Path, ...] = ()  # exported bundles of this checkpoint: our verified pairs
 
 
 def classification_case(args: argparse.Namespace) -> Case:
@@ -93,7 +94,7 @@ def classification_case(args: argparse.Namespace) -> Case:
 
     name = f"{meta['model_name']} @ {meta['img_size']} px, {args.data}"
     return Case(name, args.checkpoint, preprocess(calib.images, meta),
-                preprocess(val.images, meta), top1, "top-1 %")  # fmt: skip
+                preprocess(val.images, meta), top1, "top-1 %", tuple(args.bundle))  # fmt: skip
 
 
 def detection_case(args: argparse.Namespace) -> Case:
@@ -106,7 +107,8 @@ def detection_case(args: argparse.Namespace) -> Case:
     calib = load_image_set(args.det_data, "train", args.calib_images, seed=1)
     name = f"detector {meta['model_name']} @ {meta['img_size']} px, {args.det_data}"
     return Case(name, ckpt, preprocess(calib.images, meta), x,
-                lambda outputs: detection_map(outputs, truth)["mAP"], "mAP %")  # fmt: skip
+                lambda outputs: detection_map(outputs, truth)["mAP"], "mAP %",
+                tuple(args.det_bundle))  # fmt: skip
 
 
 def train_detector(out: Path) -> Path:
@@ -141,7 +143,7 @@ def build_variants(case: Case, args: argparse.Namespace, out: Path) -> dict[str,
     ov_int8, note = cpu_peers.nncf_int8(fp32, nncf_calib, out, args.threads)
     xml_bytes = sum(p.stat().st_size for p in out.glob("nncf_int8.*"))
     variants["openvino + nncf int8"] = (ov_int8, xml_bytes, note)
-    for bundle in args.bundle:
+    for bundle in case.bundles:
         variants.update(bundle_variants(bundle, args.threads))
     if "own" in args.skip:
         return variants
@@ -329,6 +331,8 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, action="append", default=[],
                     help="an exported bundle (export --target cpu) of --checkpoint: its "
                          "verified (backend, artefact) pairs are ours; repeatable")  # fmt: skip
+    ap.add_argument("--det-bundle", type=Path, action="append", default=[],
+                    help="the same for --det-checkpoint (repeatable)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("runs/bench_export"))
     args = ap.parse_args()
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}

@@ -24,11 +24,17 @@ def _run(cfg: VerifyConfig) -> None:
         runner = open_onnx_file(path, cfg.backend, cfg.threads)
         return lambda x: list(runner.run(x).values())
 
+    inference = "f32"
+    if cfg.backend == "openvino":  # bf16 on CPUs with bf16 instructions: the FP16 budget for FP32
+        from simmim_deploy.serve.backends.openvino import default_inference_precision
+
+        inference = default_inference_precision()
     bundle = Path(cfg.bundle)
     with step_progress("verify") as on_step:
         report = verify_bundle(
-            bundle, cfg.data, cfg.limit, cfg.reference, open_runner, cfg.backend, on_step
-        )
+            bundle, cfg.data, cfg.limit, cfg.reference, open_runner, cfg.backend, on_step,
+            inference,
+        )  # fmt: skip
     for precision, entry in report["artefacts"].items():
         typer.echo(f"{precision:>12}: passed ({_detail(entry['metrics'])})")
     typer.echo(

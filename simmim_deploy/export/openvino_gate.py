@@ -28,6 +28,14 @@ from simmim_deploy.export.verify import Runner, VerificationSet, run_batched, ve
 log = logging.getLogger(__name__)
 
 
+def openvino_budget(
+    precision: str, inference: str, thresholds: Thresholds, reduced: Thresholds
+) -> Thresholds:
+    """The budget of an artefact run on OpenVINO: an FP32 file inferred in bf16 gets ``reduced``
+    (the FP16 budget: a reduced-precision run), every other file its own ``thresholds``."""
+    return reduced if inference == "bf16" and precision == "fp32" else thresholds
+
+
 def openvino_runner(path: str | Path) -> tuple[Runner, str]:
     """``(runner, inference precision)`` for an ONNX or IR file on OpenVINO's CPU defaults."""
     import openvino as ov
@@ -70,7 +78,7 @@ def verify_on_openvino(
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return {"precision": precision, "file": path.name, "runtime": "openvino",
                 "passed": False, "failures": [f"OpenVINO cannot compile it: {first}"]}  # fmt: skip
-    budget = reduced if inference == "bf16" and precision == "fp32" else thresholds
+    budget = openvino_budget(precision, inference, thresholds, reduced)
     outputs = run_batched(runner, vset.x)
     entry = verify_outputs(
         precision, path.name, reference, outputs, task, budget, vset.labels, vset.truth

@@ -265,6 +265,7 @@ def verify_bundle(
     open_runner: Callable[[Path], Runner] | None = None,
     runner_name: str = "onnxruntime",
     on_step: Callable[[str], None] | None = None,
+    inference: str = "f32",
 ) -> dict[str, Any]:
     """Re-verify every ONNX artefact of a bundle on images from ``data``.
 
@@ -277,6 +278,8 @@ def verify_bundle(
         open_runner: ``open_runner(onnx_path) -> runner`` that runs the artefacts (default: ONNX
             Runtime CPU, as the export gate does; the CLI passes e.g. OpenVINO's).
         runner_name: what ``open_runner`` runs on, recorded in the report.
+        inference: ``bf16`` when ``open_runner`` infers FP32 files in bf16 (OpenVINO on a CPU
+            with bf16 instructions): the FP32 file then gets the FP16 budget, as at export.
         on_step: called with a short label as each step starts (the CLI's progress display).
 
     Returns:
@@ -304,12 +307,17 @@ def verify_bundle(
         "data": vset.data.description,
         "num_images": len(vset.x),
         "reference": ref_name,
-        "runtime": runner_name,
+        "runtime": runner_name if inference == "f32" else f"{runner_name}/{inference}",
         "artefacts": {},
     }
+    from simmim_deploy.export.openvino_gate import openvino_budget
+
+    def budget(precision: str) -> Thresholds:
+        recorded = manifest["artefacts"].get(precision, {}).get("thresholds")
+        return Thresholds(**recorded) if recorded else DEFAULT_THRESHOLDS[precision]
+
     for precision, art in manifest["artefacts"].items():
-        recorded = art.get("thresholds")
-        t = Thresholds(**recorded) if recorded else DEFAULT_THRESHOLDS[precision]
+        t = openvino_budget(precision, inference, budget(precision), budget("fp16"))
         step(f"verifying {precision} on {len(vset.x)} images")
         out = run_batched(_artefact_runner(root / art["file"], open_runner), vset.x)
         report["artefacts"][precision] = verify_outputs(
