@@ -64,7 +64,9 @@ def get_preset(name: str) -> AugPreset:
         ) from None
 
 
-def resolve_aug(name: str, small_dense: bool | None = None) -> tuple[str, str]:
+def resolve_aug(
+    name: str, small_dense: bool | None = None, hflip: float | None = None
+) -> tuple[str, str]:
     """The preset ``name`` stands for, and why, as the run prints it.
 
     ``auto`` becomes ``orientation-free`` when the training boxes are small and dense for the
@@ -74,14 +76,18 @@ def resolve_aug(name: str, small_dense: bool | None = None) -> tuple[str, str]:
     direction, and flips plus quarter turns multiply a few labelled tiles by 8 (the CenterNet
     reference of issue 10 drops from 0.82-0.88 to about 0.66 mAP50 without them). Everything
     else, and every command without boxes (``small_dense`` None: classification,
-    pre-training), gets ``natural``, the official pipelines' horizontal flip. A preset name is
-    returned unchanged.
+    pre-training), gets ``natural``, the official pipelines' horizontal flip. A run given
+    ``hflip`` 0 has said that a mirrored image means something else (digits, text): ``auto``
+    then turns nothing at all (``none``), since flips and quarter turns together mirror too. A
+    preset name is returned unchanged.
 
     Raises:
         ValueError: an unknown name (the message lists the choices).
     """
     if name != "auto":
         return get_preset(name).name, "as given"
+    if hflip == 0:
+        return "none", "auto: --hflip 0 given (mirrored images mean something else)"
     if small_dense:
         return "orientation-free", "auto: small dense objects, imagery seen from above"
     why = "auto: no boxes to judge by" if small_dense is None else "auto: objects not small+dense"

@@ -225,7 +225,7 @@ def _resolve(config: ClassifyConfig, train_items: Sequence[Any]) -> tuple[Classi
     num_train = len(train_items)
     side = median_short_side(train_items) if num_train < SMALL_DATA else None
     cfg = resolve_defaults(config, num_train, side)
-    aug, aug_why = resolve_aug(cfg.aug)  # no boxes: auto is natural
+    aug, aug_why = resolve_aug(cfg.aug, hflip=cfg.hflip)  # no boxes: auto is natural
     small = small_data_defaults(config, num_train, side)
     if small and dist.is_main():
         chosen = ", ".join(f"{k} {v}" for k, v in small.items())

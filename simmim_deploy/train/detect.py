@@ -124,7 +124,7 @@ def plan_run_detector(cfg: DetectConfig, train: Any) -> tuple[DetectConfig, str]
     if jitter is None:
         jitter, why = choose_jitter(stats)
         note += f"; {why}"
-    aug, why = resolve_aug(cfg.aug, is_small_dense(stats))
+    aug, why = resolve_aug(cfg.aug, is_small_dense(stats), cfg.hflip)
     note += f"; aug {aug} ({why})"
     cfg = dataclasses.replace(cfg, head=plan.type, strides=plan.strides, jitter=jitter, aug=aug)
     return cfg, note

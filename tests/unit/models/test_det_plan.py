@@ -96,6 +96,12 @@ def test_aug_auto_follows_the_small_dense_rule_of_the_head(sides, want):
     assert (head == "centernet") == (want == "orientation-free") == is_small_dense(stats)
     assert resolve_aug("auto", is_small_dense(stats))[0] == want
     assert resolve_aug("none", is_small_dense(stats)) == ("none", "as given")
+    # --hflip 0 (mirrored digits are not digits): auto turns nothing, small and dense or not.
+    assert resolve_aug("auto", is_small_dense(stats), hflip=0.0)[0] == "none"
+    assert resolve_aug("auto", is_small_dense(stats), hflip=0.5)[0] == want
+    assert (
+        resolve_aug("orientation-free", is_small_dense(stats), hflip=0.0)[0] == "orientation-free"
+    )
 
 
 def test_aug_auto_without_boxes_is_natural_and_bad_names_are_refused():
