@@ -16,8 +16,8 @@ Decisions, stated once:
 * Animated images use their first frame. Truncated files are errors, never half-grey images.
 * **Large JPEGs may be decoded at reduced size** (``min_side``): libjpeg's DCT scaling
   (Pillow's ``Image.draft``) decodes at 1/2, 1/4 or 1/8 scale, never below ``min_side`` on either
-  side, so the resize that follows has less to do. For a 1024 x 768 photo going to a 128 px
-  short side this cut decoding + resizing from ~5.5 to ~1.4 ms. The pixels then differ slightly
+  side, so the resize that follows has less to do (``benchmarks/bench_decode.py``: 480-1024 px
+  photos to a 112 px input, 5.73 -> 1.98 ms an image on one core). The pixels then differ slightly
   from a full decode + resize (the scaled DCT is a box-like pre-filter), which is why it is a
   caller's choice (``predict``/``serve`` ``--fast-decode``, on by default for classification).
   ``width``/``height`` stay those of the full upright image.
