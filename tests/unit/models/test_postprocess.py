@@ -80,3 +80,40 @@ def test_letterbox_and_back_round_trips_boxes():
     assert torch.allclose(tensor[:, 38:, :], torch.zeros(1))  # padded bottom is the mean
     assert torch.allclose(tensor[0, :38], torch.full((38, 64), 2.0))  # red, normalised
     np.testing.assert_allclose(boxes_to_original(net_boxes, scale), boxes, rtol=1e-5)
+
+
+def _greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> set[int]:
+    """Plain greedy NMS in numpy (the independent reference): indices kept."""
+    order, kept = list(np.argsort(-scores, kind="stable")), []
+    for i in order:
+        x0 = np.maximum(boxes[i, 0], boxes[kept, 0])
+        y0 = np.maximum(boxes[i, 1], boxes[kept, 1])
+        x1 = np.minimum(boxes[i, 2], boxes[kept, 2])
+        y1 = np.minimum(boxes[i, 3], boxes[kept, 3])
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+        if not kept or (inter / (area(boxes[i]) + area(boxes[kept]) - inter)).max() <= iou:
+            kept.append(i)
+    return set(kept)
+
+
+def test_batched_nms_equals_greedy_nms_per_image_and_class_with_many_zero_scores():
+    rng = np.random.default_rng(0)
+    b, m, classes, size = 6, 60, 3, 64
+    xy = rng.uniform(0, size - 12, (b, m, 2))
+    wh = rng.uniform(4, 12, (b, m, 2))
+    boxes = np.concatenate([xy, xy + wh], -1).astype(np.float32)
+    scores = rng.uniform(0.05, 1, (b, m)).astype(np.float32)
+    scores[rng.uniform(size=(b, m)) < 0.7] = 0.0  # most candidates are padding, as in real runs
+    labels = rng.integers(0, classes, (b, m))
+    kept = pp.batched_class_nms(
+        torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), classes,
+        0.5, size,
+    ).numpy()  # fmt: skip
+    for i in range(b):
+        want = np.zeros(m, np.float32)
+        for c in range(classes):
+            idx = np.flatnonzero((labels[i] == c) & (scores[i] > 0))
+            for j in _greedy_nms(boxes[i, idx], scores[i, idx], 0.5):
+                want[idx[j]] = scores[i, idx[j]]
+        np.testing.assert_array_equal(kept[i], want)
