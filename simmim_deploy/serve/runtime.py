@@ -31,6 +31,12 @@ class Prepared:
     letterbox: Letterbox | None
 
 
+def decode_min_side(spec: PreprocessSpec, fast_decode: bool) -> int:
+    """The smallest side a JPEG may be decoded at (0: in full): the resize target of a
+    classifier with ``fast_decode``; a detector always decodes in full."""
+    return spec.resize if fast_decode and spec.mode == "resize_center_crop" else 0
+
+
 def prepare_image(
     source: str | PathLike[str] | bytes,
     spec: PreprocessSpec,
@@ -44,8 +50,7 @@ def prepare_image(
     resize target (``spec.resize``); detection always decodes in full (its boxes are mapped
     back through the letterbox of the decoded image).
     """
-    min_side = spec.resize if fast_decode and spec.mode == "resize_center_crop" else 0
-    decoded = decode_image(source, max_pixels, min_side)
+    decoded = decode_image(source, max_pixels, decode_min_side(spec, fast_decode))
     array, lb = preprocess(decoded.image, spec)
     return Prepared(array, decoded.width, decoded.height, lb)
 
@@ -135,8 +140,6 @@ class Runtime:
             "model_name": self.manifest.get("model_name"),
             "input_hw": list(self.spec.input_hw),
             "num_classes": len(self.class_names),
-            "decode": "fast"
-            if self.fast_decode and self.spec.mode == "resize_center_crop"
-            else "full",
+            "decode": "fast" if decode_min_side(self.spec, self.fast_decode) else "full",
             **{"backend": self.backend.describe()},
         }

@@ -75,3 +75,11 @@ def test_detection_and_small_images_always_decode_in_full() -> None:
         prepare_image(small, CLS, fast_decode=True).array,
         prepare_image(small, CLS, fast_decode=False).array,
     )
+
+
+def test_runtime_reports_the_decode_it_uses(cls_bundle, det_bundle) -> None:
+    from simmim_deploy.serve.runtime import Runtime
+
+    assert Runtime(cls_bundle, "ort-cpu").describe()["decode"] == "fast"
+    assert Runtime(cls_bundle, "ort-cpu", fast_decode=False).describe()["decode"] == "full"
+    assert Runtime(det_bundle, "ort-cpu").describe()["decode"] == "full"
