@@ -16,6 +16,7 @@ boxes back to the original image.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -174,17 +175,44 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def normalize(hwc: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """uint8 ``(H, W, 3)`` to float32 ``(3, H, W)``, bit-exact with ToTensor + Normalize."""
+    """uint8 ``(H, W, 3)`` to float32 ``(3, H, W)``, bit-exact with ToTensor + Normalize.
+
+    A uint8 image has 256 levels per channel, so the result is a table lookup: the table holds
+    :func:`_normalize_math` of every level (the same float32 operations, hence the same bits),
+    ~4x faster than the arithmetic on the image (it was ~20 % of a photo's decode + preprocess).
+    """
+    if hwc.dtype != np.uint8:
+        return _normalize_math(hwc, spec.scale, spec.mean, spec.std)
+    table = _normalize_table(spec.scale, spec.mean, spec.std)
+    out = np.empty((3, *hwc.shape[:2]), dtype=np.float32)
+    for c in range(3):
+        np.take(table[c], hwc[..., c], out=out[c], mode="clip")  # uint8: never clipped
+    return out
+
+
+def _normalize_math(
+    hwc: np.ndarray, scale: float, mean: tuple[float, ...], std: tuple[float, ...]
+) -> np.ndarray:
+    """``(H, W, 3)`` to ``(3, H, W)``: ``(x * scale - mean) / std`` in float32, as torchvision."""
     x = hwc.astype(np.float32).transpose(2, 0, 1)
-    divisor = 1.0 / spec.scale
+    divisor = 1.0 / scale
     if abs(divisor - round(divisor)) < 1e-6:
         # ToTensor divides by 255; multiplying by 1/255 differs in the last bit.
         x = x / np.float32(round(divisor))
     else:
-        x = x * np.float32(spec.scale)
-    mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
-    return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+        x = x * np.float32(scale)
+    mean_ = np.asarray(mean, dtype=np.float32)[:, None, None]
+    std_ = np.asarray(std, dtype=np.float32)[:, None, None]
+    return np.ascontiguousarray((x - mean_) / std_, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _normalize_table(scale: float, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """``(3, 256)`` float32: :func:`_normalize_math` of every uint8 level, per channel."""
+    levels = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+    table = _normalize_math(levels, scale, mean, std)[:, 0, :]
+    table.setflags(write=False)
+    return table
 
 
 def resize_center_crop(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:

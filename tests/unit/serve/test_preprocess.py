@@ -123,3 +123,25 @@ def test_decoding_modes_exif_and_limits() -> None:
     for bad in (b"", b"not an image at all", data[: len(data) // 2]):
         with pytest.raises(ImageError):
             load_image(bad)
+
+
+@pytest.mark.parametrize(
+    ("mean", "std"),
+    [(MEAN, STD), ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), ((0.1, 0.7, 0.33), (0.9, 0.05, 3.0))],
+)
+def test_normalize_table_equals_totensor_normalize_at_every_level(mean, std) -> None:
+    """normalize() looks uint8 levels up in a table: every level of every channel must give
+    torchvision's bits (ToTensor + Normalize), and a non-uint8 input takes the arithmetic path."""
+    from torchvision import transforms as T
+
+    from simmim_deploy.core.preprocess import normalize
+
+    levels = np.stack([np.roll(np.arange(256, dtype=np.uint8), 85 * c) for c in range(3)], -1)
+    hwc = np.ascontiguousarray(levels.reshape(16, 16, 3))
+    spec = PreprocessSpec("resize_center_crop", resize=16, crop=16, mean=mean, std=std)
+    ours = normalize(hwc, spec)
+    ref = T.Normalize(mean, std)(T.ToTensor()(Image.fromarray(hwc))).numpy()
+    assert ours.dtype == np.float32 and ours.flags.c_contiguous and ours.shape == (3, 16, 16)
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(normalize(hwc.astype(np.float32), spec), ref)
+    assert ours.flags.writeable and ours.flags.owndata  # a fresh array, not a view of the table
