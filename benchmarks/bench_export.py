@@ -310,11 +310,12 @@ def table(rows: list[dict], batches: list[int], metric: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, required=True, help="fine-tuned classifier best.pt")
+    ap.add_argument("--checkpoint", type=Path, help="fine-tuned classifier best.pt")
     ap.add_argument("--data", default="builtin:mnist", help="its labelled data")
     ap.add_argument("--det-checkpoint", type=Path, help="detector best.pt (default: train one)")
     ap.add_argument("--det-data", default="builtin:digits-det")
     ap.add_argument("--no-detector", action="store_true", help="classifier only")
+    ap.add_argument("--no-classifier", action="store_true", help="detector only")
     ap.add_argument("--eval-images", type=int, default=500)
     ap.add_argument("--calib-images", type=int, default=512)
     ap.add_argument("--calib-method", default="percentile")
@@ -339,7 +340,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
-    cases = [classification_case(args)]
+    if args.checkpoint is None and not args.no_classifier:
+        ap.error("give --checkpoint (the classifier) or --no-classifier")
+    cases = [] if args.no_classifier else [classification_case(args)]
     if not args.no_detector:
         cases.append(detection_case(args))
     result: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "cpu": cpu_description(),

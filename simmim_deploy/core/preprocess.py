@@ -177,16 +177,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def normalize(hwc: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """uint8 ``(H, W, 3)`` to float32 ``(3, H, W)``, bit-exact with ToTensor + Normalize.
 
+    A greyscale ``(H, W)`` array is read as the RGB image with three equal channels.
+
     A uint8 image has 256 levels per channel, so the result is a table lookup: the table holds
     :func:`_normalize_math` of every level (the same float32 operations, hence the same bits),
     ~4x faster than the arithmetic on the image (it was ~20 % of a photo's decode + preprocess).
     """
     if hwc.dtype != np.uint8:
-        return _normalize_math(hwc, spec.scale, spec.mean, spec.std)
+        rgb = np.repeat(hwc[..., None], 3, axis=2) if hwc.ndim == 2 else hwc
+        return _normalize_math(rgb, spec.scale, spec.mean, spec.std)
     table = _normalize_table(spec.scale, spec.mean, spec.std)
     out = np.empty((3, *hwc.shape[:2]), dtype=np.float32)
     for c in range(3):
-        np.take(table[c], hwc[..., c], out=out[c], mode="clip")  # uint8: never clipped
+        band = hwc if hwc.ndim == 2 else hwc[..., c]
+        np.take(table[c], band, out=out[c], mode="clip")  # uint8: never clipped
     return out
 
 
@@ -219,7 +223,7 @@ def resize_center_crop(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """Torchvision-identical eval transform.
 
     Args:
-        img: RGB image of any size.
+        img: RGB (or 8-bit greyscale, read as three equal channels) image of any size.
         spec: resize (shorter side), crop, interpolation, scale, mean and std.
 
     Returns:
@@ -235,12 +239,13 @@ def resize_center_crop(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
 
 
 def _center_crop(img: Image.Image, crop: int) -> np.ndarray:
-    """torchvision ``CenterCrop`` (zero padding first when the image is smaller); HWC uint8."""
+    """torchvision ``CenterCrop`` (zero padding first when the image is smaller); HW(C) uint8."""
     arr = np.asarray(img)
     h, w = arr.shape[:2]
     if crop > w or crop > h:
         pad_w, pad_h = max(crop - w, 0), max(crop - h, 0)
-        arr = np.pad(arr, ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0)))
+        pads = ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0))
+        arr = np.pad(arr, pads[: arr.ndim])
         h, w = arr.shape[:2]
     top = int(round((h - crop) / 2.0))
     left = int(round((w - crop) / 2.0))
@@ -253,7 +258,7 @@ def letterbox(
     """Scale the longer side to ``fill * spec.size`` (aspect kept), pad bottom/right to ``size``.
 
     Args:
-        img: RGB image of any size.
+        img: RGB (or 8-bit greyscale) image of any size.
         spec: size, interpolation, scale, mean, std and ``pad_value`` (after normalisation).
         fill: share of ``size`` the longer side takes (< 1 only for training's scale jitter).
 

@@ -21,6 +21,10 @@ Decisions, stated once:
   from a full decode + resize (the scaled DCT is a box-like pre-filter), which is why it is a
   caller's choice (``predict``/``serve`` ``--fast-decode``, on by default for classification).
   ``width``/``height`` stay those of the full upright image.
+* **8-bit greyscale may stay greyscale** (``keep_grey``): the runtime resizes a greyscale image
+  in one band and spreads it to three channels only at normalisation, a third of the resize
+  work; Pillow's resize treats bands independently, so the network input is bit-identical to
+  resizing the RGB conversion (tested).
 """
 
 from __future__ import annotations
@@ -71,7 +75,10 @@ def load_image(
 
 
 def decode_image(
-    source: str | PathLike[str] | bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 0
+    source: str | PathLike[str] | bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = 0,
+    keep_grey: bool = False,
 ) -> Decoded:
     """Decode a path or encoded bytes to an upright 8-bit RGB image.
 
@@ -80,10 +87,11 @@ def decode_image(
         max_pixels: refuse images with more pixels than this (checked before decoding).
         min_side: > 0: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as both sides
             stay >= ``min_side`` (other formats are always decoded in full).
+        keep_grey: return an 8-bit greyscale image (mode ``L``) as is, not converted to RGB.
 
     Returns:
-        The fully loaded ``PIL.Image`` in mode ``RGB`` (``H x W x 3`` uint8 as an array) and the
-        full upright image's width and height.
+        The fully loaded ``PIL.Image`` in mode ``RGB`` (``H x W x 3`` uint8 as an array; ``L``
+        for greyscale with ``keep_grey``) and the full upright image's width and height.
 
     Raises:
         ImageTooLarge: more than ``max_pixels`` pixels.
@@ -108,7 +116,7 @@ def decode_image(
             # exif_transpose copies even when nothing rotates: only call it when needed.
             if orientation != 1:
                 img = ImageOps.exif_transpose(img)
-            return Decoded(to_rgb(img), width, height)
+            return Decoded(img if keep_grey and img.mode == "L" else to_rgb(img), width, height)
     except Image.DecompressionBombError as exc:  # Pillow's own hard limit (>~179 Mpx)
         raise ImageTooLarge(f"image too large: {exc}") from None
     except UnidentifiedImageError:

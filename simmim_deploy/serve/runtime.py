@@ -50,7 +50,7 @@ def prepare_image(
     resize target (``spec.resize``); detection always decodes in full (its boxes are mapped
     back through the letterbox of the decoded image).
     """
-    decoded = decode_image(source, max_pixels, decode_min_side(spec, fast_decode))
+    decoded = decode_image(source, max_pixels, decode_min_side(spec, fast_decode), keep_grey=True)
     array, lb = preprocess(decoded.image, spec)
     return Prepared(array, decoded.width, decoded.height, lb)
 

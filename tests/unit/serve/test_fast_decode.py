@@ -83,3 +83,29 @@ def test_runtime_reports_the_decode_it_uses(cls_bundle, det_bundle) -> None:
     assert Runtime(cls_bundle, "ort-cpu").describe()["decode"] == "fast"
     assert Runtime(cls_bundle, "ort-cpu", fast_decode=False).describe()["decode"] == "full"
     assert Runtime(det_bundle, "ort-cpu").describe()["decode"] == "full"
+
+
+def test_greyscale_is_resized_in_one_band_with_the_rgb_result() -> None:
+    """prepare_image keeps 8-bit greyscale as one band through the resize; the network input
+    must be bit-identical to that of the same pixels stored as RGB (both tasks, odd sizes, a
+    crop larger than the image, JPEG with fast decoding)."""
+    tiny = PreprocessSpec.eval_transform("classification", 48, MEAN, STD, "bicubic", 0.875)
+    for size in ((28, 28), (37, 53), (640, 480)):
+        grey = _photo(size).convert("L")
+        rgb = grey.convert("RGB")
+        assert decode_image(_encode(grey, "PNG"), keep_grey=True).image.mode == "L"
+        assert decode_image(_encode(grey, "PNG")).image.mode == "RGB"
+        for spec in (CLS, DET, tiny):
+            ours = prepare_image(_encode(grey, "PNG"), spec)
+            ref = prepare_image(_encode(rgb, "PNG"), spec)
+            np.testing.assert_array_equal(ours.array, ref.array)
+            assert ours.array.shape == (3, *spec.input_hw)
+            assert (ours.width, ours.height, ours.letterbox) == (
+                ref.width,
+                ref.height,
+                ref.letterbox,
+            )
+        jpeg = _encode(grey, "JPEG", quality=90)
+        decoded = decode_image(jpeg, min_side=CLS.resize)  # the same DCT-scaled pixels, as RGB
+        ours = prepare_image(jpeg, CLS).array
+        np.testing.assert_array_equal(ours, prepare_image(_encode(decoded.image, "PNG"), CLS).array)
