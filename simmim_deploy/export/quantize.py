@@ -11,6 +11,7 @@ Calibration runs real, eval-preprocessed images through the graph; never noise.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
@@ -30,6 +31,27 @@ _STRUCTURAL = {
     "Constant", "Cast", "Identity", "Expand", "Split", "ConstantOfShape", "Flatten",
     "QuantizeLinear", "DequantizeLinear",
 }  # fmt: skip
+
+
+class _DropPreprocessAdvice(logging.Filter):
+    """ONNX Runtime's quantizer logs "Please consider (to run) pre-processing before
+    quantization" on the root logger once per call, i.e. several times per export. Its
+    pre-processing is shape inference plus constant folding and fusions: our ONNX files are
+    already simplified by onnxslim at export (``onnx_export``), and the line asks the user of
+    ``export`` for nothing they could do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please consider")
+
+
+@contextlib.contextmanager
+def _quiet_advice() -> Iterator[None]:
+    root, drop = logging.getLogger(), _DropPreprocessAdvice()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +201,7 @@ def quantize_static_int8(
         # Without this ONNX Runtime also quantizes the outputs, feeding INT8 into GELU/residuals.
         extra["OpTypesToExcludeOutputQuantization"] = ["MatMul", "Gemm", "Conv"]
     reader = ArrayCalibrationReader(calib_images, model.graph.input[0].name, on_batch=on_batch)
-    with atomic_path(dst) as tmp:
+    with atomic_path(dst) as tmp, _quiet_advice():
         quantize_static(
             model,
             str(tmp),
@@ -207,7 +229,7 @@ def quantize_dynamic_int8(src: str | Path, dst: str | Path) -> QuantInfo:
 
     model = onnx.load(str(src))
     _ensure_node_names(model)
-    with atomic_path(dst) as tmp:
+    with atomic_path(dst) as tmp, _quiet_advice():
         quantize_dynamic(
             model,
             str(tmp),
