@@ -106,8 +106,8 @@ class ExportConfig:
     )
     int8_scope: Literal["linear", "all"] = option(
         "linear",
-        "linear: MatMul/Gemm and the patch-embed Conv only; all: every op ONNX Runtime can "
-        "quantize.",
+        "linear: the weight layers only (MatMul/Gemm with weights, Conv); all: every op ONNX "
+        "Runtime can quantize.",
     )
     prune: float = option(0.0, "Fraction of attention heads and MLP channels to remove.")
     prune_blocks: int = option(0, "Whole transformer blocks to drop (least important first).")

@@ -2,10 +2,14 @@
 
 Static INT8 writes explicit QuantizeLinear/DequantizeLinear pairs (QDQ), so one file serves ONNX
 Runtime and TensorRT (which needs symmetric, zero-point-0 activations: hence
-``ActivationSymmetric``). Weights are per-channel. Scope ``linear`` quantizes the Linear layers
-(MatMul/Gemm with a weight initializer) and the patch-embed Conv only: residual adds, LayerNorm,
-Softmax, GELU and the attention products stay float, because quantizing them is what destroys
-ViT accuracy. Scope ``all`` lets ONNX Runtime quantize every op it can (for comparison).
+``ActivationSymmetric``). Weights are per-channel. Scope ``linear`` quantizes the weight layers
+only: Linear layers (MatMul/Gemm with a weight initializer) and convolutions (a ViT's patch
+embed; a detector's neck and head): residual adds, LayerNorm, Softmax, GELU and the attention
+products stay float, because quantizing them is what destroys ViT accuracy. (The detector's
+convolutions joined in issue 11: on OpenVINO they ran in bf16 and took a third of the time, and
+NNCF's INT8, the peer, quantizes them; TensorRT's INT8 wants them too. On ONNX Runtime's CPU
+kernels an INT8 3x3 convolution this small is slower than the float one; ``--backend auto``
+measures and picks.) Scope ``all`` lets ONNX Runtime quantize every op it can (for comparison).
 Calibration runs real, eval-preprocessed images through the graph; never noise.
 """
 
@@ -122,15 +126,15 @@ class ArrayCalibrationReader:
 
 
 def linear_scope_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the nodes scope ``linear`` quantizes: Linear-layer MatMul/Gemm (one input is a
-    weight initializer) and the patch-embed Conv (the Conv that reads the graph input)."""
+    """Names of the nodes scope ``linear`` quantizes: the weight layers, i.e. MatMul/Gemm with a
+    weight initializer (Linear layers) and Conv with a weight initializer (a ViT's patch embed;
+    a detector's neck and head convolutions). Not the attention products (two activations)."""
     weights = {init.name for init in model.graph.initializer}
-    graph_inputs = {i.name for i in model.graph.input}
     picked = []
     for node in model.graph.node:
         linear = node.op_type in ("MatMul", "Gemm") and any(i in weights for i in node.input[:2])
-        patch_embed = node.op_type == "Conv" and node.input[0] in graph_inputs
-        if linear or patch_embed:
+        conv = node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in weights
+        if linear or conv:
             picked.append(node.name)
     return picked
 
@@ -158,7 +162,7 @@ def quantize_static_int8(
         dst: INT8 QDQ ONNX file to write (atomically).
         calib_images: float32 ``(N, 3, S, S)`` eval-preprocessed real images.
         method: ``minmax``, ``entropy`` or ``percentile`` activation ranges.
-        scope: ``linear`` (Linear layers + patch-embed Conv) or ``all``.
+        scope: ``linear`` (the weight layers: Linear and Conv) or ``all``.
         per_channel: per-output-channel weight scales.
         on_batch: calibration progress, ``(batches fed, total batches)``.
         reduce_range: 7-bit weights (ONNX Runtime's ``reduce_range``): on CPUs without VNNI the

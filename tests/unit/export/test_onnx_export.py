@@ -77,3 +77,35 @@ def test_detector_parity(tmp_path) -> None:
         assert [g.shape for g in got] == [r.shape for r in ref]
         np.testing.assert_array_equal(got[3], ref[3])
         np.testing.assert_allclose(got[1], ref[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_detector_nms_gets_the_score_threshold_and_outputs_stay(exporter: str, tmp_path) -> None:
+    """The exported NonMaxSuppression carries the model's score_thresh (so ONNX Runtime skips the
+    zeroed candidates instead of comparing each with every kept box); outputs equal PyTorch."""
+    from simmim_deploy.models.detector import build_detector
+
+    torch.manual_seed(0)
+    det = build_detector(
+        "vit_nano_patch8_32", num_classes=3, img_size=32, post={"score_thresh": 0.3}
+    ).eval()
+    with torch.no_grad():  # a spread of scores: some candidates above 0.3, most below
+        det.head.cls_logits.bias.normal_(-1.0, 1.0)
+    names = ["boxes", "scores", "labels", "num_detections"]
+    result = export_onnx(det, 32, names, tmp_path / "det.onnx", exporter=exporter)
+    proto = onnx.load(str(result.path))
+    nms = [n for n in proto.graph.node if n.op_type == "NonMaxSuppression"]
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    assert len(nms) == 1 and len(nms[0].input) == 5
+    assert inits[nms[0].input[4]] == np.float32(0.3)
+    sess = ort_session(result.path)
+    for batch in (1, 8):
+        x = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            ref = [t.numpy() for t in det(x)]
+        got = sess.run(None, {"images": x.numpy()})
+        assert ref[3].min() > 0 and ref[3].max() < ref[1].shape[1], "needs some and not all"
+        np.testing.assert_array_equal(got[3], ref[3])
+        np.testing.assert_array_equal(got[2], ref[2])
+        np.testing.assert_allclose(got[1], ref[1], atol=1e-5)
+        np.testing.assert_allclose(got[0], ref[0], atol=1e-4)

@@ -67,3 +67,29 @@ def test_dynamic_int8_runs_close(fp32_onnx, digits_batch, tmp_path) -> None:
     got = ort_session(tmp_path / "d.onnx").run(None, {"images": digits_batch})[0]
     cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
     assert cos.mean() > 0.99
+
+
+def test_linear_scope_takes_every_weight_layer_of_a_detector(tmp_path) -> None:
+    """Scope linear = the weight layers: a detector's neck/head convolutions as well as its
+    Linear layers, never an attention product (MatMul of two activations)."""
+    import torch
+
+    from simmim_deploy.export.quantize import linear_scope_nodes
+    from simmim_deploy.models.detector import build_detector
+
+    torch.manual_seed(0)
+    det = build_detector("vit_nano_patch8_32", num_classes=3, img_size=32).eval()
+    names = ["boxes", "scores", "labels", "num_detections"]
+    path = export_onnx(det, 32, names, tmp_path / "det.onnx", exporter="torchscript").path
+    model = onnx.load(str(path))
+    weights = {i.name for i in model.graph.initializer}
+    picked = set(linear_scope_nodes(model))
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) > 2, "patch embed plus neck and head convolutions"
+    assert {n.name for n in convs if n.input[1] in weights} <= picked
+    products = [n for n in model.graph.node if n.op_type == "MatMul" and not set(n.input) & weights]
+    assert products and not {n.name for n in products} & picked
+    linears = [
+        n for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and set(n.input) & weights
+    ]
+    assert linears and {n.name for n in linears} <= picked
