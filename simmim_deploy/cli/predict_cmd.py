@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Literal
@@ -64,7 +65,31 @@ def _run(opts: PredictOptions) -> None:
     err.print(
         f"{summary['images']} images ({summary['errors']} errors) in {summary['seconds']:.2f} s: "
         f"{summary['images_per_s']} images/s on {used['backend']} {used.get('precision', '')} "
-        f"[{where}]" + (f"; results in {out}" if out else "")
+        f"[{where}]" + (f"; results in {out}" if out else ""),
+        markup=False,  # "[cpu]" is text, not a style tag
+    )
+    note = input_bound_note(summary)
+    if note:
+        err.print(note, markup=False)
+
+
+def input_bound_note(summary: dict, cores: int | None = None) -> str | None:
+    """One line when decoding took a real share of the machine (>= 15 % of its cores over a run
+    of >= 1 s): its cost per image and the model's own speed while sharing the cores, so the
+    user sees why ``predict`` is slower than ``benchmark``'s model-only figure."""
+    cores = cores or os.cpu_count() or 1
+    seconds, ms = summary.get("seconds") or 0.0, summary.get("prepare_ms_per_image") or 0.0
+    if seconds < 1.0:
+        return None
+    share = ms / 1e3 * summary.get("ok", 0) / (seconds * cores)
+    if share < 0.15:
+        return None
+    return (
+        f"decoding + preprocessing used {share:.0%} of the {cores} cores ({ms:.2f} ms an image, "
+        f"{summary['decode_workers']} thread(s)); inference, sharing them, ran at "
+        f"{summary['inference_images_per_s']} images/s and was busy {summary['model_busy']:.0%}"
+        " of the time (`simmim-deploy benchmark` times the model alone); more cores or smaller "
+        "source images would raise images/s"
     )
 
 

@@ -11,13 +11,45 @@ smaller: backends take any batch size (see ``run_any_batch``).
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from simmim_deploy.serve.runtime import Prepared, Runtime
+
+
+@dataclass
+class PipelineStats:
+    """Where a run's time went: ``model_s`` in batched inference + post-processing (the consumer),
+    ``prepare_s`` summed over the decoding threads (decode + preprocess), ``prepared`` images."""
+
+    model_s: float = 0.0
+    prepare_s: float = 0.0
+    prepared: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add_prepare(self, seconds: float) -> None:
+        with self._lock:  # called from every decoding thread
+            self.prepare_s += seconds
+            self.prepared += 1
+
+    def summary(self, seconds: float, workers: int) -> dict[str, Any]:
+        """``model_busy``: share of the run's wall time the model was running (below ~0.9 the
+        run waited for its input); ``inference_images_per_s``: the model's own speed during the
+        run (below ``benchmark``'s model-only figure when decoding shares its cores);
+        ``prepare_ms_per_image``: one decoding thread's time per image."""
+        return {
+            "model_busy": round(self.model_s / seconds, 3) if seconds > 0 else None,
+            "inference_images_per_s": (
+                round(self.prepared / self.model_s, 2) if self.model_s > 0 else None
+            ),
+            "prepare_ms_per_image": round(self.prepare_s / max(self.prepared, 1) * 1e3, 3),
+            "decode_workers": workers,
+        }
 
 
 @dataclass(frozen=True)
@@ -31,12 +63,16 @@ class Item:
 
 
 def safe_prepare(
-    prepare: Callable[[str], Prepared], source: str
+    prepare: Callable[[str], Prepared], source: str, stats: PipelineStats | None = None
 ) -> tuple[Prepared | None, str | None]:
+    start = time.perf_counter()
     try:
         return prepare(source), None
     except Exception as exc:  # noqa: BLE001 - one bad image must never stop the run
         return None, str(exc) or type(exc).__name__
+    finally:
+        if stats is not None:
+            stats.add_prepare(time.perf_counter() - start)
 
 
 def default_workers() -> int:
@@ -50,6 +86,7 @@ def prepared_groups(
     batch_size: int,
     workers: int | None = None,
     prefetch: int | None = None,
+    stats: PipelineStats | None = None,
 ) -> Iterator[list[Item]]:
     """Yield consecutive items, each group holding up to ``batch_size`` decoded images.
 
@@ -68,7 +105,7 @@ def prepared_groups(
             if nxt is None:
                 return
             index, source = nxt
-            pending.append((index, source, pool.submit(safe_prepare, prepare, source)))
+            pending.append((index, source, pool.submit(safe_prepare, prepare, source, stats)))
 
     try:
         group: list[Item] = []
@@ -96,13 +133,19 @@ def run_pipeline(
     top_k: int = 5,
     conf: float = 0.25,
     workers: int | None = None,
+    stats: PipelineStats | None = None,
 ) -> Iterator[tuple[Item, dict[str, Any]]]:
     """Predict every source; yields ``(item, record)`` in input order.
 
     ``record`` is ``{"path", "width", "height", "topk" | "boxes"}`` or ``{"path", "error"}``.
+    ``stats``, when given, accumulates where the time went.
     """
-    for group in prepared_groups(sources, runtime.prepare, batch_size, workers):
-        yield from zip(group, group_records(runtime, group, top_k, conf), strict=True)
+    for group in prepared_groups(sources, runtime.prepare, batch_size, workers, stats=stats):
+        start = time.perf_counter()
+        records = group_records(runtime, group, top_k, conf)
+        if stats is not None:
+            stats.model_s += time.perf_counter() - start
+        yield from zip(group, records, strict=True)
 
 
 def group_records(

@@ -21,7 +21,7 @@ from simmim_deploy.core.backends import backend_help
 from simmim_deploy.core.config import flag_for, option
 from simmim_deploy.core.errors import UserError
 from simmim_deploy.serve.images import FAST_DECODE, FAST_DECODE_HELP, IMAGE_SUFFIXES, load_image
-from simmim_deploy.serve.pipeline import default_workers, run_pipeline
+from simmim_deploy.serve.pipeline import PipelineStats, default_workers, run_pipeline
 from simmim_deploy.serve.runtime import Runtime
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -152,8 +152,9 @@ def run_predict(
     """Run ``predict`` from its config (``backend``/``manifest``: e.g. the PyTorch runner).
 
     Returns:
-        ``{"images", "ok", "errors", "seconds", "images_per_s", "runtime", "out", "vis",
-        "config"}`` plus ``"results"`` (every record) when no ``out`` is given.
+        ``{"images", "ok", "errors", "seconds", "images_per_s", "model_busy",
+        "prepare_ms_per_image", "decode_workers", "runtime", "out", "vis", "config"}`` plus
+        ``"results"`` (every record) when no ``out`` is given (see ``PipelineStats.summary``).
     """
     runtime = open_runtime(cfg, backend, manifest)
     paths = expand_sources(cfg.sources)
@@ -164,7 +165,10 @@ def run_predict(
     errors = 0
     start = time.perf_counter()
     workers = cfg.workers or default_workers()
-    stream = run_pipeline(runtime, paths, cfg.batch_size, cfg.top_k, cfg.score_thresh, workers)
+    stats = PipelineStats()
+    stream = run_pipeline(
+        runtime, paths, cfg.batch_size, cfg.top_k, cfg.score_thresh, workers, stats
+    )
     with jsonl_sink(cfg.out) as write:
         for done, (item, record) in enumerate(stream, 1):
             errors += "error" in record
@@ -182,6 +186,7 @@ def run_predict(
         "errors": errors,
         "seconds": round(seconds, 4),
         "images_per_s": round(len(paths) / seconds, 2) if seconds > 0 else None,
+        **stats.summary(seconds, workers),
         "runtime": runtime.describe(),
         "out": cfg.out,
         "vis": cfg.save_vis,

@@ -135,3 +135,21 @@ def test_detection_boxes_in_original_pixels_and_vis(
             np.testing.assert_allclose(b["xyxy"], np.clip(expect, 0, [w, h, w, h]), atol=0.006)
     drawn = sorted(vis.glob("*.jpg"))
     assert len(drawn) == 5
+
+
+def test_summary_says_where_the_time_went(cls_bundle: Path, image_dir: Path) -> None:
+    """model_busy, the model's own speed during the run and the decode time per image: the
+    model cannot have run longer than the run, nor slower than the run as a whole."""
+    from simmim_deploy.cli.predict_cmd import input_bound_note
+
+    summary = predict(cls_bundle, [str(image_dir)], backend="ort-cpu", batch_size=2)
+    assert 0 < summary["model_busy"] <= 1
+    assert summary["inference_images_per_s"] >= summary["images_per_s"]
+    assert summary["prepare_ms_per_image"] > 0 and summary["decode_workers"] >= 1
+    base = {**summary, "ok": 256, "seconds": 1.0, "prepare_ms_per_image": 2.27}
+    base |= {"inference_images_per_s": 278.2, "model_busy": 0.91, "decode_workers": 1}
+    note = input_bound_note(base, cores=2)  # 2.27 ms x 256 images on 2 cores in 1 s: 29 %
+    assert note and "29% of the 2 cores" in note and "2.27 ms an image" in note
+    assert "278.2 images/s" in note
+    assert input_bound_note({**base, "prepare_ms_per_image": 0.3}, cores=2) is None  # 4 %
+    assert input_bound_note({**base, "seconds": 0.5}, cores=2) is None  # too short to judge
