@@ -53,6 +53,9 @@ def quantize_nncf_int8(
         calib_images: float32 ``(N, 3, S, S)`` eval-preprocessed real images.
         overflow_fix: ``enable`` (7-bit weights everywhere), ``first_layer_only`` or ``disable``.
     """
+    # NNCF imports its torch backend when torch is installed, and torch's C++-extension module
+    # then warns "No CUDA runtime is found" on every CPU machine: nothing is built here.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     nncf = require("nncf", "openvino", "NNCF INT8 (--precision int8-nncf)")
     ov = require("openvino", "openvino", "NNCF INT8 (--precision int8-nncf)")
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
