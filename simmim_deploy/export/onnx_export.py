@@ -167,7 +167,7 @@ def set_nms_score_threshold(proto: onnx.ModelProto, model: nn.Module) -> int:
     detector's time (177 img/s, 418 at batch 1). The ONNX op drops boxes scoring below its
     ``score_threshold`` before suppression; with the model's own ``score_thresh`` that is
     exactly the zeroed ones (a kept zero scatters a zero score, so the outputs are the same:
-    tested), and ONNX Runtime reaches 456 img/s there. Models without ``post_cfg`` are left as
+    tested), and ONNX Runtime reached 456-636 img/s there. Models without ``post_cfg`` are left as
     they are.
     """
     post = getattr(model, "post_cfg", None)
