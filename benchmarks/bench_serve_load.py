@@ -1,7 +1,9 @@
 """Load test of the serving stack on 127.0.0.1 (bounded: fixed request count and time limit).
 
-1. Offline ``predict`` throughput on a folder of JPEGs vs model-only throughput (target >= 90%:
-   decoding hidden behind inference).
+1. Offline ``predict`` throughput on a folder of JPEGs (or ``--images-from`` a data set's own
+   files) vs model-only throughput (target >= 90%: decoding hidden behind inference), in
+   alternating rounds: model-only as ``benchmark`` measures it (one synchronous call) and in
+   predict's own mode (OpenVINO throughput streams, ``backend.parallel`` batches in flight).
 2. ``simmim-deploy serve`` in a subprocess, ``--requests`` single-image requests at concurrency 32
    (httpx) on each path, in interleaved rounds: ``/v1/predict`` (multipart JPEG), Open Inference
    Protocol v2 with the JPEG as a binary ``BYTES`` tensor (``NAME_images``) and v2 with the
@@ -32,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -74,15 +77,27 @@ def write_dataset_images(folder: Path, source: str, count: int) -> list[Path]:
     return paths
 
 
-def model_only(bundle: str, backend: str, batch: int, seconds: float, threads: int | None) -> float:
-    runtime = Runtime(bundle, backend, threads=threads)
+def model_only(
+    bundle: str,
+    backend: str,
+    batch: int,
+    seconds: float,
+    threads: int | None,
+    throughput: bool = False,
+) -> float:
+    """Images/s of the model alone on zeros. ``throughput``: opened as offline ``predict`` opens
+    it (OpenVINO's THROUGHPUT streams) with ``backend.parallel`` calls in flight; otherwise one
+    synchronous call at a time, as ``simmim-deploy benchmark`` measures."""
+    runtime = Runtime(bundle, backend, threads=threads, throughput=throughput)
+    par = max(1, int(getattr(runtime.backend, "parallel", 1))) if throughput else 1
     x = np.zeros((batch, 3, *runtime.spec.input_hw), np.float32)
-    for _ in range(3):
-        runtime.infer(x)
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or n < 3:
-        runtime.infer(x)
-        n += 1
+    with ThreadPoolExecutor(par) as pool:
+        for _ in range(3):
+            list(pool.map(lambda _: runtime.infer(x), range(par)))
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or n < 3:
+            list(pool.map(lambda _: runtime.infer(x), range(par)))
+            n += par
     return n * batch / (time.perf_counter() - start)
 
 
@@ -93,23 +108,30 @@ def offline(bundle: str, listing: Path, backend: str, batch: int, threads: int |
 
 
 def offline_vs_model(args: argparse.Namespace, listing: Path) -> dict:
-    """Model-only and offline ``predict`` alternately, ``--predict-rounds`` times (one warm-up
-    ``predict`` first), so a load change on the shared machine hits both alike; the median
-    round's figures and the median of the per-round ratios."""
+    """Model-only (as ``benchmark`` measures it, and in predict's own throughput mode) and
+    offline ``predict`` alternately, ``--predict-rounds`` times (one warm-up ``predict`` first),
+    so a load change on the shared machine hits all alike; medians of the rounds and of the
+    per-round ratios."""
     offline(args.bundle, listing, args.backend, args.batch_size, args.threads)  # warm-up
-    models, preds = [], []
+    models, models_tp, preds = [], [], []
     for _ in range(args.predict_rounds):
-        models.append(model_only(args.bundle, args.backend, args.batch_size, args.model_seconds,
-                                 args.threads))  # fmt: skip
+        common = (args.bundle, args.backend, args.batch_size, args.model_seconds, args.threads)
+        models.append(model_only(*common))
+        models_tp.append(model_only(*common, throughput=True))
         preds.append(offline(args.bundle, listing, args.backend, args.batch_size, args.threads))
     ratios = [p / m for p, m in zip(preds, models, strict=True)]
+    ratios_tp = [p / m for p, m in zip(preds, models_tp, strict=True)]
     return {
         "model_only_images_per_s": round(float(np.median(models)), 2),
+        "model_only_throughput_images_per_s": round(float(np.median(models_tp)), 2),
         "predict_images_per_s": round(float(np.median(preds)), 2),
         "predict_vs_model": round(float(np.median(ratios)), 3),
+        "predict_vs_model_throughput": round(float(np.median(ratios_tp)), 3),
         "model_only_rounds": [round(v, 1) for v in models],
+        "model_only_throughput_rounds": [round(v, 1) for v in models_tp],
         "predict_rounds": [round(v, 1) for v in preds],
         "ratio_rounds": [round(v, 3) for v in ratios],
+        "ratio_throughput_rounds": [round(v, 3) for v in ratios_tp],
     }
 
 
@@ -349,7 +371,13 @@ def print_table(report: dict, args: argparse.Namespace) -> None:
     dirty, alive = report["malformed"], report["server_alive_after"]
     ok = lambda c: "yes" if c else "NO"  # noqa: E731
     print("\n| measure | value | target | met |\n|---|---|---|---|")
-    print(f"| model-only images/s (batch {args.batch_size}) | {model_ips:.1f} | | |")
+    print(
+        f"| model-only images/s (batch {args.batch_size}, as `benchmark`) | {model_ips:.1f} | | |"
+    )
+    print(
+        f"| model-only images/s in predict's mode ({report['model_only_throughput_images_per_s']}"
+        f" img/s); predict / it | {report['predict_vs_model_throughput']:.2f} | | |"
+    )
     print(f"| offline predict images/s | {predict_ips:.1f} | | |")
     rounds = " / ".join(f"{v:.2f}" for v in report["ratio_rounds"])
     print(

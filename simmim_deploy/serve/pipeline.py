@@ -24,12 +24,14 @@ from simmim_deploy.serve.runtime import Prepared, Runtime
 
 @dataclass
 class PipelineStats:
-    """Where a run's time went: ``model_s`` in batched inference + post-processing (the consumer),
-    ``prepare_s`` summed over the decoding threads (decode + preprocess), ``prepared`` images."""
+    """Where a run's time went: ``model_s`` summed over the batched inference + post-processing
+    calls (``inflight`` of them at once at most), ``prepare_s`` summed over the decoding threads
+    (decode + preprocess), ``prepared`` images."""
 
     model_s: float = 0.0
     prepare_s: float = 0.0
     prepared: int = 0
+    inflight: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add_prepare(self, seconds: float) -> None:
@@ -37,16 +39,22 @@ class PipelineStats:
             self.prepare_s += seconds
             self.prepared += 1
 
+    def add_model(self, seconds: float) -> None:
+        with self._lock:  # one call per batch, up to ``inflight`` at once
+            self.model_s += seconds
+
     def summary(self, seconds: float, workers: int) -> dict[str, Any]:
-        """``model_busy``: share of the run's wall time the model was running (below ~0.9 the
-        run waited for its input); ``inference_images_per_s``: the model's own speed during the
-        run (below ``benchmark``'s model-only figure when decoding shares its cores);
-        ``prepare_ms_per_image``: one decoding thread's time per image."""
+        """``model_busy``: share of the run's wall time the model's ``inflight`` call slots were
+        running (below ~0.9 the run waited for its input); ``inference_images_per_s``: the
+        model's own speed during the run (below ``benchmark``'s model-only figure when decoding
+        shares its cores); ``prepare_ms_per_image``: one decoding thread's time per image."""
+        slots = seconds * self.inflight
         return {
-            "model_busy": round(self.model_s / seconds, 3) if seconds > 0 else None,
+            "model_busy": round(self.model_s / slots, 3) if slots > 0 else None,
             "inference_images_per_s": (
-                round(self.prepared / self.model_s, 2) if self.model_s > 0 else None
+                round(self.prepared * self.inflight / self.model_s, 2) if self.model_s > 0 else None
             ),
+            "inflight_batches": self.inflight,
             "prepare_ms_per_image": round(self.prepare_s / max(self.prepared, 1) * 1e3, 3),
             "decode_workers": workers,
         }
@@ -138,14 +146,36 @@ def run_pipeline(
     """Predict every source; yields ``(item, record)`` in input order.
 
     ``record`` is ``{"path", "width", "height", "topk" | "boxes"}`` or ``{"path", "error"}``.
-    ``stats``, when given, accumulates where the time went.
+    A backend that runs several calls at once (``backend.parallel`` > 1: OpenVINO's throughput
+    streams) gets that many batches in flight; results still come out in order. ``stats``,
+    when given, accumulates where the time went.
     """
-    for group in prepared_groups(sources, runtime.prepare, batch_size, workers, stats=stats):
+    inflight = max(1, int(getattr(runtime.backend, "parallel", 1)))
+    if stats is not None:
+        stats.inflight = inflight
+
+    def records_of(group: list[Item]) -> list[dict[str, Any]]:
         start = time.perf_counter()
         records = group_records(runtime, group, top_k, conf)
         if stats is not None:
-            stats.model_s += time.perf_counter() - start
-        yield from zip(group, records, strict=True)
+            stats.add_model(time.perf_counter() - start)
+        return records
+
+    groups = prepared_groups(sources, runtime.prepare, batch_size, workers, stats=stats)
+    if inflight == 1:
+        for group in groups:
+            yield from zip(group, records_of(group), strict=True)
+        return
+    pending: deque[tuple[list[Item], Future]] = deque()
+    with ThreadPoolExecutor(inflight, thread_name_prefix="infer") as pool:
+        for group in groups:
+            pending.append((group, pool.submit(records_of, group)))
+            if len(pending) == inflight:
+                done, future = pending.popleft()
+                yield from zip(done, future.result(), strict=True)
+        while pending:
+            done, future = pending.popleft()
+            yield from zip(done, future.result(), strict=True)
 
 
 def group_records(

@@ -134,12 +134,16 @@ def predict(
 
 
 def open_runtime(
-    cfg: PredictConfig, backend: Any = None, manifest: dict[str, Any] | None = None
+    cfg: PredictConfig,
+    backend: Any = None,
+    manifest: dict[str, Any] | None = None,
+    throughput: bool = False,
 ) -> Runtime:
-    """The runtime every ``predict`` engine opens (backend selection from ``cfg.backend``)."""
+    """The runtime every ``predict`` engine opens (backend selection from ``cfg.backend``);
+    ``throughput``: the engine keeps ``backend.parallel`` batches in flight (local predict)."""
     return Runtime(
         cfg.bundle, backend or cfg.backend, cfg.precision, cfg.threads, manifest=manifest,
-        fast_decode=cfg.fast_decode,
+        fast_decode=cfg.fast_decode, throughput=throughput,
     )  # fmt: skip
 
 
@@ -156,7 +160,7 @@ def run_predict(
         "prepare_ms_per_image", "decode_workers", "runtime", "out", "vis", "config"}`` plus
         ``"results"`` (every record) when no ``out`` is given (see ``PipelineStats.summary``).
     """
-    runtime = open_runtime(cfg, backend, manifest)
+    runtime = open_runtime(cfg, backend, manifest, throughput=True)
     paths = expand_sources(cfg.sources)
     vis_dir = Path(cfg.save_vis) if cfg.save_vis else None
     if vis_dir:

@@ -67,6 +67,8 @@ class Runtime:
         max_pixels: refuse larger images (decompression bombs).
         manifest: use this manifest instead of reading ``bundle/manifest.json``.
         fast_decode: reduced-size JPEG decoding for classifiers (see :func:`prepare_image`).
+        throughput: the caller keeps ``backend.parallel`` batches in flight (offline
+            ``predict``'s pipeline); see :func:`open_backend`.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class Runtime:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         manifest: dict[str, Any] | None = None,
         fast_decode: bool = FAST_DECODE,
+        throughput: bool = False,
     ) -> None:
         self.bundle = Path(bundle)
         self.fast_decode = fast_decode
@@ -87,7 +90,9 @@ class Runtime:
         self.class_names: list[str] = list(self.manifest["class_names"])
         self.max_pixels = max_pixels
         if isinstance(backend, str):
-            backend = open_backend(self.bundle, self.manifest, backend, precision, threads)
+            backend = open_backend(
+                self.bundle, self.manifest, backend, precision, threads, throughput
+            )
         self.backend: Backend = backend
         outputs = self.manifest.get("outputs") or []
         self.logits_name = outputs[0]["name"] if outputs else None

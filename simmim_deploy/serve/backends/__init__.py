@@ -111,10 +111,15 @@ def _gpu_provider() -> bool:
 
 
 def open_onnx_file(
-    path: str | Path, backend: str = "ort-cpu", threads: int | None = None, precision: str = ""
+    path: str | Path,
+    backend: str = "ort-cpu",
+    threads: int | None = None,
+    precision: str = "",
+    throughput: bool = False,
 ) -> Backend:
     """Open one ONNX file on a backend of :data:`ONNX_BACKENDS` (``precision``: for describe);
-    an OpenVINO IR (``.xml``) only on ``openvino``."""
+    an OpenVINO IR (``.xml``) only on ``openvino``. ``throughput``: OpenVINO's ``THROUGHPUT``
+    hint (streams; fast only with ``backend.parallel`` calls in flight, see ``pipeline``)."""
     if backend not in ONNX_BACKENDS:
         raise UserError(f"{backend!r} does not run ONNX files: use one of {list(ONNX_BACKENDS)}")
     if not runs_file(backend, Path(path).name):
@@ -122,18 +127,24 @@ def open_onnx_file(
     if backend == "openvino":
         from simmim_deploy.serve.backends.openvino import OpenVinoBackend
 
-        return OpenVinoBackend(path, threads, precision or "unknown")
+        hint = "THROUGHPUT" if throughput else "LATENCY"
+        return OpenVinoBackend(path, threads, precision or "unknown", hint=hint)
     from simmim_deploy.serve.backends.ort import OrtBackend
 
     return OrtBackend(path, backend, threads, precision or "unknown")
 
 
 def _open_onnx(
-    bundle: Path, manifest: dict[str, Any], backend: str, precision: str | None, threads: int | None
+    bundle: Path,
+    manifest: dict[str, Any],
+    backend: str,
+    precision: str | None,
+    threads: int | None,
+    throughput: bool = False,
 ) -> Backend:
     name = "ort" if backend == "auto" else backend
     path, prec = onnx_artefact(bundle, manifest, precision, name)
-    return open_onnx_file(path, name, threads, prec)
+    return open_onnx_file(path, name, threads, prec, throughput)
 
 
 def open_backend(
@@ -142,6 +153,7 @@ def open_backend(
     backend: str = "auto",
     precision: str | None = None,
     threads: int | None = None,
+    throughput: bool = False,
 ) -> Backend:
     """Open the backend named by ``backend`` (a :data:`BACKENDS` key or a model file path).
 
@@ -152,6 +164,9 @@ def open_backend(
         precision: artefact key (``fp32``, ``fp16``, ``int8``...); None: fp32 / any engine.
         threads: inference threads (ONNX Runtime intra-op, OpenVINO ``INFERENCE_NUM_THREADS``;
             None: library default).
+        throughput: the caller keeps ``backend.parallel`` batches in flight (offline
+            ``predict``): OpenVINO then runs with its ``THROUGHPUT`` hint (one stream per core
+            group); ``auto`` still ranks the candidates one synchronous call at a time.
     """
     bundle = Path(bundle)
     if backend not in BACKENDS:
@@ -165,7 +180,7 @@ def open_backend(
     if backend == "trt":
         return _open_trt(bundle, manifest, precision)
     if backend != "auto":
-        return _open_onnx(bundle, manifest, backend, precision, threads)
+        return _open_onnx(bundle, manifest, backend, precision, threads, throughput)
     note = None
     if manifest.get("engines"):
         try:
@@ -183,6 +198,8 @@ def open_backend(
         runner, choice = choose_backend(manifest, open_one, precision, threads)
         print(choice.line(), file=sys.stderr)
         note = f"{note}; {choice.line()}" if note else choice.line()
+        if throughput and choice.backend == "openvino":
+            runner = _open_onnx(bundle, manifest, "openvino", choice.precision, threads, True)
     if note and hasattr(runner, "notes"):
         runner.notes.append(note)
     return runner

@@ -221,3 +221,35 @@ def test_auto_offers_the_ir_to_openvino_only(nncf_bundle: Path) -> None:
     labels = candidates(read_manifest(nncf_bundle))
     assert "openvino/int8-nncf" in labels and "ort-cpu/int8-nncf" not in labels
     assert "ort-cpu/fp32" in labels
+
+
+def test_throughput_streams_run_calls_at_once_and_predict_keeps_order(
+    cls_bundle: Path, image_dir: Path, tmp_path: Path
+) -> None:
+    """Offline predict opens OpenVINO with its THROUGHPUT hint (one infer request per stream) and
+    keeps that many batches in flight: concurrent calls give the sequential outputs, and the
+    records come out in input order, equal to one-at-a-time ONNX Runtime's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from simmim_deploy.serve.predict import predict
+
+    manifest = read_manifest(cls_bundle)
+    tp = open_backend(cls_bundle, manifest, "openvino", threads=2, throughput=True)
+    assert tp.describe()["performance_hint"] == "THROUGHPUT" and tp.parallel >= 1
+    batches = [real_batch(manifest, n) for n in (1, 2, 3, 4, 5, 6)]
+    alone = [tp.run(b)["logits"] for b in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda b: tp.run(b)["logits"], batches))
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a, b)
+    latency = open_backend(cls_bundle, manifest, "openvino", threads=2)
+    assert latency.parallel == 1 and latency.describe()["performance_hint"] == "LATENCY"
+    many = tmp_path / "many.txt"  # 15 images, batch 2: 8 batches, in flight by twos
+    many.write_text("\n".join(sorted(str(p) for p in image_dir.rglob("*.*")) * 3) + "\n")
+    by_ov = predict(cls_bundle, [str(many)], batch_size=2, backend="openvino", threads=2)
+    by_ort = predict(cls_bundle, [str(many)], batch_size=2, backend="ort-cpu", threads=1)
+    assert by_ov["runtime"]["backend"]["performance_hint"] == "THROUGHPUT"
+    assert by_ov["inflight_batches"] == tp.parallel and by_ort["inflight_batches"] == 1
+    assert [r["path"] for r in by_ov["results"]] == [r["path"] for r in by_ort["results"]]
+    for a, b in zip(by_ov["results"], by_ort["results"], strict=True):
+        assert a["topk"][0]["label"] == b["topk"][0]["label"]
