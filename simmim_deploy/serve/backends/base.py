@@ -12,7 +12,10 @@ class Backend(Protocol):
     """An inference engine behind the runtime (ONNX Runtime, TensorRT, PyTorch, ...).
 
     Structural (a ``Protocol``): the PyTorch runner outside ``serve/`` satisfies it without
-    importing this module.
+    importing this module. Optional attributes, read with ``getattr``: ``max_batch`` (see
+    :func:`max_batch_of`) and ``parallel``, how many :meth:`run` calls the backend executes at
+    once from different threads (OpenVINO's throughput streams; 1 when absent), which offline
+    ``predict`` keeps in flight.
     """
 
     @property
