@@ -1,9 +1,10 @@
 """Offline pipeline: decoding/preprocessing in threads, overlapped with inference.
 
 A thread pool decodes and preprocesses images ahead of the consumer, at most ``prefetch``
-images ahead (the bounded queue: memory stays flat on a million files). The consumer thread runs
+images ahead (the bounded queue: memory stays flat on a million files). The consumer runs
 inference on full batches while the pool fills the next one; Pillow's decoders and ONNX Runtime
-both release the GIL, so the two really overlap. Results come out in input order; an image that
+both release the GIL, so the two really overlap. A backend that executes several calls at once
+(``parallel``: OpenVINO's throughput streams) gets that many batches in flight. Results come out in input order; an image that
 fails to decode becomes an error record and never stops the run. The last batch is simply
 smaller: backends take any batch size (see ``run_any_batch``).
 """
