@@ -1,12 +1,12 @@
 """Offline pipeline: decoding/preprocessing in threads, overlapped with inference.
 
 A thread pool decodes and preprocesses images ahead of the consumer, at most ``prefetch``
-images ahead (the bounded queue: memory stays flat on a million files). The consumer runs
-inference on full batches while the pool fills the next one; Pillow's decoders and ONNX Runtime
-both release the GIL, so the two really overlap. A backend that executes several calls at once
-(``parallel``: OpenVINO's throughput streams) gets that many batches in flight. Results come out in input order; an image that
-fails to decode becomes an error record and never stops the run. The last batch is simply
-smaller: backends take any batch size (see ``run_any_batch``).
+images ahead (the bounded queue: memory stays flat on a million files). Inference runs on full
+batches while the pool fills the next one; Pillow's decoders and ONNX Runtime both release the
+GIL, so the two really overlap. A backend that executes several calls at once (``parallel``:
+OpenVINO's throughput streams) gets that many batches in flight. Results come out in input
+order; an image that fails to decode becomes an error record and never stops the run. The last
+batch is simply smaller: backends take any batch size (see ``run_any_batch``).
 """
 
 from __future__ import annotations
@@ -163,19 +163,14 @@ def run_pipeline(
         return records
 
     groups = prepared_groups(sources, runtime.prepare, batch_size, workers, stats=stats)
-    if inflight == 1:
-        for group in groups:
-            yield from zip(group, records_of(group), strict=True)
-        return
     pending: deque[tuple[list[Item], Future]] = deque()
     with ThreadPoolExecutor(inflight, thread_name_prefix="infer") as pool:
-        for group in groups:
+        for group in groups:  # with inflight 1: submit, then wait for it at once
             pending.append((group, pool.submit(records_of, group)))
-            if len(pending) == inflight:
+            while len(pending) >= inflight:
                 done, future = pending.popleft()
                 yield from zip(done, future.result(), strict=True)
-        while pending:
-            done, future = pending.popleft()
+        for done, future in pending:
             yield from zip(done, future.result(), strict=True)
 
 

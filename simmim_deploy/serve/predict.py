@@ -156,9 +156,9 @@ def run_predict(
     """Run ``predict`` from its config (``backend``/``manifest``: e.g. the PyTorch runner).
 
     Returns:
-        ``{"images", "ok", "errors", "seconds", "images_per_s", "model_busy",
-        "prepare_ms_per_image", "decode_workers", "runtime", "out", "vis", "config"}`` plus
-        ``"results"`` (every record) when no ``out`` is given (see ``PipelineStats.summary``).
+        ``{"images", "ok", "errors", "seconds", "images_per_s", "runtime", "out", "vis",
+        "config"}``, the keys of :meth:`PipelineStats.summary` (where the time went), and
+        ``"results"`` (every record) when no ``out`` is given.
     """
     runtime = open_runtime(cfg, backend, manifest, throughput=True)
     paths = expand_sources(cfg.sources)
